@@ -1,0 +1,162 @@
+"""Settings > Connected accounts, and the browser side of connecting. Thin: services do the work."""
+from urllib.parse import urlencode
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from accounts.forms import ApiTokenForm
+from accounts.ratelimit import RateLimited
+
+from . import providers, public, services
+from .errors import FlowError, PlatformError
+
+ERROR_TEXT = {
+    "connection_cancelled": "Connection cancelled.",
+    "invalid_state": "That sign-in link is invalid or has expired. Please connect again.",
+    "account_in_use": "That account is already connected to another Hayon user.",
+    "not_configured": "That platform is not configured by the administrator.",
+    "platform_error": "The platform could not be reached or refused the request.",
+}
+
+
+def _provider(name: str):
+    provider = providers.get(name)
+    if provider is None:
+        raise Http404("Unknown platform")
+    return provider
+
+
+def _flash_from_query(request) -> tuple[str, str] | None:
+    """A readable text for ?success=/?error= codes; unknown codes get a generic text, never echoed."""
+    success, error = request.GET.get("success"), request.GET.get("error")
+    if success:
+        for provider in providers.PROVIDERS:
+            for verb in ("connected", "disconnected", "refreshed", "updated"):
+                if success == f"{provider.name}_{verb}":
+                    return "success", f"{provider.label} {verb}."
+        return "success", "Done."
+    if error:
+        return "error", ERROR_TEXT.get(error, "That did not work. Please try again.")
+    return None
+
+
+def _card(provider, account) -> dict:
+    doc = public.public_document(account.document(provider.name))
+    health = doc.get("health") or {}
+    if not provider.is_configured():
+        state = "not_configured"
+    elif doc["connected"] and health.get("needsReconnection"):
+        state = "needs_reconnect"
+    elif doc["connected"]:
+        state = "connected"
+    else:
+        state = "disconnected"
+    form = provider.connect_form(auto_id=f"id_{provider.name}_%s") if provider.connect_form else None
+    linked = [
+        {"name": name, "label": label, "doc": public.public_document(account.document(name))}
+        for name, label in provider.linked.items()
+    ]
+    choices = doc.get(provider.choice_field) or [] if provider.choice_field and doc["connected"] else []
+    return {"provider": provider, "doc": doc, "state": state, "form": form, "linked": linked,
+            "choices": choices if len(choices) > 1 else []}
+
+
+def render_settings(request, *, status=200, token_form=None, **extra):
+    account = services.account_for(request.user)
+    context = {
+        "cards": [_card(provider, account) for provider in providers.PROVIDERS],
+        "query_flash": _flash_from_query(request),  # shown only when no message says more
+        "tokens": request.user.api_tokens.all(),
+        "token_form": token_form or ApiTokenForm(),
+        **extra,
+    }
+    return render(request, "platforms/settings.html", context, status=status)
+
+
+@login_required
+@require_GET
+def settings_page(request):
+    return render_settings(request)
+
+
+def back_to_settings(request, *, success: str = "", error: str = "", message: str = ""):
+    if message:
+        messages.add_message(request, messages.ERROR if error else messages.SUCCESS, message)
+    query = urlencode({"success": success} if success else {"error": error} if error else {})
+    return redirect(reverse("settings") + (f"?{query}" if query else ""))
+
+
+def _run(request, provider, action, verb: str):
+    """Run a service action and come back to the settings page with what happened."""
+    try:
+        outcome = action()
+    except FlowError as exc:
+        return back_to_settings(request, error=exc.code, message=exc.message)
+    except PlatformError as exc:
+        return back_to_settings(request, error="platform_error", message=exc.message)
+    except RateLimited as exc:
+        return back_to_settings(request, error="rate_limited", message=str(exc))
+    if getattr(outcome, "redirect_url", None):
+        return redirect(outcome.redirect_url)
+    message = getattr(outcome, "message", "") or f"{provider.label} {verb}."
+    return back_to_settings(request, success=f"{provider.name}_{verb}", message=message)
+
+
+@login_required
+@require_POST
+def connect(request, platform):
+    provider = _provider(platform)
+    return _run(request, provider, lambda: services.start_connect(request=request, provider=provider, data=request.POST), "connected")
+
+
+@login_required
+@require_POST
+def refresh(request, platform):
+    provider = _provider(platform)
+    return _run(request, provider, lambda: services.refresh_connection(user=request.user, provider=provider), "refreshed")
+
+
+@login_required
+@require_POST
+def disconnect(request, platform):
+    provider = _provider(platform)
+    return _run(request, provider, lambda: services.disconnect(user=request.user, provider=provider), "disconnected")
+
+
+@login_required
+@require_POST
+def choose(request, platform):
+    provider = _provider(platform)
+    value = request.POST.get("choice", "")
+    return _run(request, provider, lambda: services.choose(user=request.user, provider=provider, value=value), "updated")
+
+
+@login_required
+def pick(request, platform):
+    """Choose one of several (Facebook Pages) after authorizing; the choice is held server-side."""
+    provider = _provider(platform)
+    choice = request.POST.get("choice") if request.method == "POST" else request.GET.get("choice", "")
+    if request.method == "POST":
+        value = request.POST.get("option", "")
+        return _run(request, provider, lambda: services.finish_choice(
+            request=request, provider=provider, choice=choice, value=value), "connected")
+    try:
+        options = services.pending_options(request=request, provider=provider, choice=choice)
+    except FlowError as exc:
+        return back_to_settings(request, error=exc.code, message=exc.message)
+    return render(request, "platforms/pick.html", {"provider": provider, "options": options, "choice": choice})
+
+
+@require_GET
+def callback(request, platform):
+    """Where the platform sends the browser back. Always ends on a clean /settings URL."""
+    provider = _provider(platform)
+    if not request.user.is_authenticated:
+        # No `next`: the code and state must not survive into another URL.
+        messages.error(request, "Sign in, then connect again: the connection was not completed.")
+        return redirect("login")
+    return _run(request, provider, lambda: services.finish_connect(request=request, provider=provider, query=request.GET), "connected")

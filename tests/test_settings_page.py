@@ -1,0 +1,71 @@
+"""Settings > Connected accounts as a user sees it."""
+import pytest
+
+from .conftest import SENTINEL, seed_connection
+
+pytestmark = pytest.mark.django_db
+
+
+def card(page: str, name: str) -> str:
+    return page.split(f'id="platform-{name}"')[1].split("</article>")[0]
+
+
+def test_every_platform_has_a_card_with_connect(signed_in):
+    page = signed_in.get("/settings").content.decode()
+    for name, label in (("bluesky", "Bluesky"), ("tumblr", "Tumblr"), ("facebook", "Facebook"),
+                        ("threads", "Threads"), ("mastodon", "Mastodon")):
+        body = card(page, name)
+        assert f"Connect {label}" in body and "Not connected" in body
+    assert "Instagram" in card(page, "facebook")
+    assert 'name="appPassword"' in card(page, "bluesky") and 'type="password"' in card(page, "bluesky")
+    assert 'name="instance"' in card(page, "mastodon")
+
+
+def test_connected_card_shows_profile_health_and_actions(signed_in, user):
+    seed_connection(user, "mastodon", handle="yourname", identifiers={"instanceUrl": "https://social.example", "accountId": "1"})
+    body = card(signed_in.get("/settings").content.decode(), "mastodon")
+    assert "Yourname Example" in body and "@yourname" in body and "https://cdn.example/a.png" in body
+    assert "Connected" in body and "active" in body
+    assert "Refresh" in body and "Disconnect" in body and "Connect Mastodon" not in body
+    assert SENTINEL not in body
+
+
+def test_card_needing_reconnection_says_why_and_offers_reconnect(signed_in, user):
+    account = seed_connection(user, "bluesky", handle="me.bsky.social")
+    doc = account.document("bluesky")
+    doc["health"] = {"status": "expired", "needsReconnection": True, "reason": "The Bluesky session has ended.",
+                     "checkedAt": "2026-11-23T00:00:00Z"}
+    account.set_document("bluesky", doc)
+    account.save()
+    body = card(signed_in.get("/settings").content.decode(), "bluesky")
+    assert "Needs reconnection" in body and "The Bluesky session has ended." in body
+    assert "Reconnect Bluesky" in body and 'name="appPassword"' in body
+
+
+@pytest.mark.parametrize(
+    "query, text",
+    [("success=mastodon_connected", "Mastodon connected."), ("error=connection_cancelled", "Connection cancelled."),
+     ("error=<script>x</script>", "That did not work"), ("success=<b>pwned</b>", "Done.")],
+)
+def test_flash_messages_from_the_query_never_echo_input(signed_in, query, text):
+    page = signed_in.get(f"/settings?{query}").content.decode()
+    assert text in page and "<script>x</script>" not in page and "<b>pwned</b>" not in page
+
+
+def test_pages_forbid_framing_and_leaking_referrers(signed_in):
+    response = signed_in.get("/settings")
+    assert response["X-Frame-Options"] == "DENY" and response["Referrer-Policy"] == "same-origin"
+
+
+def test_page_uses_no_external_assets(signed_in):
+    page = signed_in.get("/settings").content.decode()
+    assert "<link" in page and "https://fonts" not in page and "cdn" not in page.split("<body")[0]
+
+
+def test_query_count_is_constant_with_everything_connected(signed_in, user, django_assert_max_num_queries):
+    for name in ("bluesky", "tumblr", "facebook", "instagram", "threads", "mastodon"):
+        seed_connection(user, name, handle=f"me-{name}")
+    with django_assert_max_num_queries(8):
+        assert signed_in.get("/settings").status_code == 200
+    with django_assert_max_num_queries(6):
+        assert signed_in.get("/api/platform/find").status_code == 200
