@@ -23,6 +23,9 @@ class SocialAccount(models.Model):
     # The earliest `nextCheckAt` of the connected documents: what the upkeep command queries,
     # readable without decrypting anything. Null when nothing is connected.
     next_check_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    # Set while one copy of the upkeep command works on the row, so other copies skip it; a copy
+    # that dies leaves a claim that simply runs out.
+    claimed_until = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         verbose_name = "social account"

@@ -160,16 +160,39 @@ def _refresh(account: SocialAccount, provider: Provider) -> tuple[dict, Platform
     doc = account.document(provider.name)
     if not doc.get("connected"):
         raise FlowError("not_connected", f"{provider.label} is not connected.", status=409)
+    connection, _, error = _attempt(provider.refresh, doc)
+    if error:
+        record_failure(user=account.user, provider=provider, error=error, expected_auth=doc.get("auth"))
+        return doc, error
+    return _apply_refresh(account.user, provider, connection, expected_auth=doc.get("auth")), None
+
+
+def _attempt(call, doc: dict):
+    """Run a provider call on a stored document: (connection, decrypted auth, None) or (None, None, error)."""
     try:
-        connection = provider.refresh(doc=doc, auth=documents.read_auth(doc))
+        auth = documents.read_auth(doc)
+        return call(doc=doc, auth=auth), auth, None
     except crypto.SecretsUnreadable:
-        error = PlatformError(Kind.KEY_ERROR, "Hayon cannot read the stored credentials (encryption keys changed).")
-    except PlatformError as exc:
-        error = exc
-    else:
-        return _apply_refresh(account.user, provider, connection, expected_auth=doc.get("auth")), None
-    record_failure(user=account.user, provider=provider, error=error, expected_auth=doc.get("auth"))
-    return doc, error
+        return None, None, PlatformError(Kind.KEY_ERROR, "Hayon cannot read the stored credentials (encryption keys changed).")
+    except PlatformError as error:
+        return None, None, error
+
+
+def check_connection(*, account: SocialAccount, provider: Provider) -> str:
+    """The upkeep command's check of one connection: what the platform needs, then health.
+
+    Returns the outcome for the summary: ok, renewed, expired, revoked, error, retrying, or
+    superseded (the connection changed while we were checking it; what is stored now is newer).
+    """
+    doc = account.document(provider.name)
+    connection, auth, error = _attempt(provider.upkeep, doc)
+    if error:
+        written = record_failure(user=account.user, provider=provider, error=error, expected_auth=doc.get("auth"))
+        return _outcome(written)
+    _apply_refresh(account.user, provider, connection, expected_auth=doc.get("auth"))
+    if connection.next_check_at is None:  # _apply_refresh schedules only what it writes
+        return "superseded"
+    return "renewed" if connection.auth != auth else "ok"
 
 
 @transaction.atomic
@@ -177,15 +200,34 @@ def _apply_refresh(user, provider: Provider, connection, *, expected_auth) -> di
     account = _locked(user)
     current = account.document(provider.name)
     if not current.get("connected") or current.get("auth") != expected_auth:
-        # Disconnected or reconnected while we were away: what is stored now is newer than our result.
+        # Disconnected, reconnected or renewed while we were away: what is stored now is newer.
         return current
     _schedule(provider, connection)
     account.set_document(provider.name, documents.connected_document(connection, previous=current))
-    for name, linked in connection.linked.items():
+    for name in provider.linked:
+        linked = connection.linked.get(name)
         if linked is not None:
             account.set_document(name, documents.connected_document(linked, previous=account.document(name)))
+        elif name not in connection.linked:
+            account.set_document(name, _follow(account.document(name), connection))
     account.save()
     return account.document(provider.name)
+
+
+def _outcome(written: dict | None) -> str:
+    if written is None:
+        return "superseded"
+    if written["needsReconnection"] or written["status"] != "active":
+        return written["status"] if written["status"] in ("expired", "revoked") else "error"
+    return "retrying"
+
+
+def _follow(doc: dict, connection: documents.Connection) -> dict:
+    """A linked document checked through its parent's credential (Instagram through the Page token)."""
+    if doc.get("connected"):
+        doc["health"] = documents.health("active", reason=connection.notice)
+        doc["nextCheckAt"] = documents.iso(connection.next_check_at)
+    return doc
 
 
 def choose(*, user, provider: Provider, value: str) -> Outcome:
@@ -201,24 +243,32 @@ def choose(*, user, provider: Provider, value: str) -> Outcome:
 
 
 @transaction.atomic
-def record_failure(*, user, provider: Provider, error: PlatformError, expected_auth=None) -> None:
-    """The one place a platform error becomes health. Credentials are never touched here."""
+def record_failure(*, user, provider: Provider, error: PlatformError, expected_auth=None) -> dict | None:
+    """The one place a platform error becomes health. Credentials are never touched here.
+
+    Returns the health written for the provider's own document (None when it changed meanwhile).
+    """
     account = _locked(user)
-    names = (provider.name, *provider.linked)
-    for name in names:
+    written = None
+    if expected_auth and account.document(provider.name).get("auth") != expected_auth:
+        return None  # reconnected or renewed meanwhile: this failure is about credentials now gone
+    for name in (provider.name, *provider.linked):
         doc = account.document(name)
-        if not doc.get("connected") or (name == provider.name and expected_auth and doc.get("auth") != expected_auth):
+        if not doc.get("connected"):
             continue
         if name == provider.name and error.replacement_auth:
             doc["auth"] = crypto.encrypt(error.replacement_auth)
         doc["health"] = health.after_failure(doc.get("health"), error)
         doc["nextCheckAt"] = documents.iso(health.retry_at(error, doc["health"]["consecutiveFailures"]))
         account.set_document(name, doc)
+        if name == provider.name:
+            written = doc["health"]
     account.save()
     log.info(
         "%s refresh failed for user %s: %s (status %s, code %s)",
         provider.name, user.pk, error.kind.name, error.status, error.code,
     )
+    return written
 
 
 # -- disconnecting ---------------------------------------------------------------------------------

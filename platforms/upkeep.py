@@ -1,0 +1,220 @@
+"""The upkeep run behind `manage.py refresh_connections`: check every due connection.
+
+Work is claimed, not assumed: a short transaction picks due rows in primary-key order (with
+SKIP LOCKED on PostgreSQL, so copies on several hosts pass over each other's rows) and marks them
+`claimed_until`; other copies ignore claimed rows. The platform calls run on a thread pool with
+no lock held, and services.py re-checks the stored credentials before it writes. A copy that dies
+leaves claims that run out after CLAIM_FOR. On SQLite the database lock serialises claims and
+`single_copy()` keeps a second copy from starting at all.
+"""
+import fcntl
+import logging
+import os
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import close_old_connections, connection, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from accounts import ratelimit
+
+from . import services
+from .documents import parse_iso
+from .errors import Kind, PlatformError
+from .models import SocialAccount
+from .providers import PROVIDERS
+from .providers.base import Provider
+
+log = logging.getLogger(__name__)
+
+CLAIM_FOR = timedelta(minutes=15)
+OUTCOMES = ("ok", "renewed", "expired", "revoked", "error", "retrying", "superseded", "deferred")
+DRY_RUN_OUTCOMES = ("due",)
+
+
+class AlreadyRunning(Exception):
+    pass
+
+
+@dataclass
+class Options:
+    platforms: tuple[str, ...] = ()  # provider names; empty means all
+    user_ids: tuple[int, ...] = ()
+    concurrency: int = 16
+    dry_run: bool = False
+
+
+@dataclass
+class Report:
+    counts: Counter = field(default_factory=Counter)  # (platform, outcome) -> connections
+    accounts: int = 0
+
+    def add(self, results: list[tuple[str, str]]) -> None:
+        self.accounts += 1
+        self.counts.update(results)
+
+    def row(self, platform: str, outcomes=OUTCOMES) -> dict[str, int]:
+        return {outcome: self.counts[(platform, outcome)] for outcome in outcomes}
+
+
+def run(options: Options, *, progress: Callable[[int, int], None] | None = None) -> Report:
+    """Check every due connection once; returns what happened, per platform and outcome."""
+    now = timezone.now()
+    providers = [p for p in PROVIDERS if not options.platforms or p.name in options.platforms]
+    report = Report()
+    total = _due_rows(now, providers, options).count()
+    if options.dry_run:
+        for account in _due_rows(now, providers, options).select_related("user").order_by("pk").iterator():
+            report.add([(p.name, "due") for p in _due_providers(account, now, providers)])
+        return report
+    with ThreadPoolExecutor(max_workers=options.concurrency, thread_name_prefix="upkeep") as pool:
+        try:
+            for results in _pipeline(pool, now, providers, options):
+                report.add(results)
+                if progress:
+                    progress(report.accounts, max(total, report.accounts))
+        finally:
+            _close_worker_connections(pool, options.concurrency)
+    return report
+
+
+def _close_worker_connections(pool: ThreadPoolExecutor, workers: int) -> None:
+    """Close the database connection of every worker thread (each thread opened its own).
+
+    Each closing task waits at a barrier until `workers` of them run at once, so every worker
+    thread gets exactly one.
+    """
+    barrier = threading.Barrier(workers)
+
+    def close():
+        try:
+            barrier.wait(timeout=30)
+        except threading.BrokenBarrierError:
+            pass  # a thread that never ran a task has no connection to close
+        connection.close()
+
+    list(pool.map(lambda _: close(), range(workers)))
+
+
+def _pipeline(pool, now, providers, options) -> Iterator[list[tuple[str, str]]]:
+    """Keep about two batches in flight: claim more as accounts finish, until none are due."""
+    in_flight, cursor, exhausted = set(), 0, False
+    while True:
+        while not exhausted and len(in_flight) < 2 * options.concurrency:
+            ids = claim(now, providers, options, after=cursor, limit=options.concurrency)
+            exhausted = not ids
+            if ids:
+                cursor = ids[-1]
+                in_flight |= {pool.submit(check_account, pk, now, providers) for pk in ids}
+        if not in_flight:
+            return
+        done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
+        for future in done:
+            yield _result(future)
+
+
+def _result(future) -> list[tuple[str, str]]:
+    try:
+        return future.result()
+    except Exception as exc:  # the database failed us for this account; the others go on
+        log.error("upkeep of one account failed: %s", type(exc).__name__)
+        return [("-", "error")]
+
+
+def _due_rows(now, providers: list[Provider], options: Options):
+    rows = SocialAccount.objects.filter(next_check_at__lte=now)
+    if options.platforms:
+        any_connected = Q()
+        for provider in providers:
+            any_connected |= Q(**{f"{provider.name}__connected": True})
+        rows = rows.filter(any_connected)
+    if options.user_ids:
+        rows = rows.filter(user_id__in=options.user_ids)
+    return rows
+
+
+def claim(now, providers, options, *, after: int, limit: int) -> list[int]:
+    """Mark up to `limit` due, unclaimed rows after primary key `after` as ours; their ids."""
+    with transaction.atomic():
+        rows = _due_rows(now, providers, options).filter(pk__gt=after).filter(
+            Q(claimed_until__isnull=True) | Q(claimed_until__lt=now)
+        )
+        if connection.features.has_select_for_update_skip_locked:
+            rows = rows.select_for_update(skip_locked=True)
+        ids = list(rows.order_by("pk").values_list("pk", flat=True)[:limit])
+        SocialAccount.objects.filter(pk__in=ids).update(claimed_until=timezone.now() + CLAIM_FOR)
+    return ids
+
+
+def check_account(pk: int, now: datetime, providers: list[Provider]) -> list[tuple[str, str]]:
+    """Check one account's due connections in turn; runs on a worker thread."""
+    close_old_connections()  # a worker's connection lives for the run; drop it if the server did
+    try:
+        account = SocialAccount.objects.select_related("user").filter(pk=pk).first()
+        if account is None:  # the user was deleted after the claim
+            return []
+        return [(p.name, _check(account, p)) for p in _due_providers(account, now, providers)]
+    finally:
+        SocialAccount.objects.filter(pk=pk).update(claimed_until=None)
+
+
+def _due_providers(account: SocialAccount, now, providers: list[Provider]) -> list[Provider]:
+    due = []
+    for provider in providers:
+        doc = account.document(provider.name)
+        moment = parse_iso(doc.get("nextCheckAt"))
+        if doc.get("connected") and (moment is None or moment <= now):
+            due.append(provider)
+    return due
+
+
+def _check(account: SocialAccount, provider: Provider) -> str:
+    if not provider.is_configured() or not _within_budget(provider):
+        return "deferred"  # still due: the next run picks it up
+    try:
+        return services.check_connection(account=account, provider=provider)
+    except Exception as exc:  # one account's surprise must not stop the others
+        # The type only: an exception's text can quote a URL that carries a token.
+        log.error("upkeep of %s for account %s failed: %s", provider.name, account.pk, type(exc).__name__)
+        error = PlatformError(Kind.BAD_REPLY, "Hayon hit an unexpected problem checking this connection.")
+        services.record_failure(user=account.user, provider=provider, error=error)
+        return "error"
+
+
+_budget_lock = threading.Lock()
+
+
+def _within_budget(provider: Provider) -> bool:
+    """App-wide hourly limits (Tumblr): count this call, or say no once the hour's share is spent."""
+    if not provider.upkeep_per_hour_setting:
+        return True
+    limit = ratelimit.Limit(f"upkeep-{provider.name}", getattr(settings, provider.upkeep_per_hour_setting), 3600)
+    with _budget_lock:  # the cache counter is check-then-add; threads of one copy take turns
+        try:
+            ratelimit.hit([(limit, "app")])
+        except ratelimit.RateLimited:
+            return False
+    return True
+
+
+@contextmanager
+def single_copy():
+    """On SQLite, refuse a second copy (raises AlreadyRunning); elsewhere copies share the work."""
+    if connection.vendor != "sqlite":
+        yield
+        return
+    with open(f"{connection.settings_dict['NAME']}.upkeep-lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise AlreadyRunning("Another refresh_connections is running on this SQLite database.") from None
+        lock.write(str(os.getpid()))
+        lock.flush()
+        yield
