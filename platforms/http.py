@@ -3,9 +3,14 @@
 Redirects are never followed: an API that redirects is either misconfigured or trying to send us
 (and our Authorization header) somewhere else (security case 23).
 """
+import functools
 import logging
+import os
+import ssl
+import urllib.request
 from urllib.parse import urlsplit
 
+import certifi
 import requests
 from django.conf import settings
 
@@ -19,16 +24,31 @@ def _where(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}{parts.path}"  # never the query: it may carry a code
 
 
+@functools.cache
+def _environment() -> tuple[dict, str | bool]:
+    """Proxies and CA bundle from the environment, read once per process.
+
+    requests re-reads the whole environment (and ~/.netrc) on every call when `trust_env` is on:
+    a measurable share of the upkeep command's CPU, and netrc credentials have no business being
+    sent to platforms.
+    """
+    proxies = {scheme: url for scheme, url in urllib.request.getproxies().items() if scheme != "no"}
+    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+    return proxies, bundle
+
+
 class PlatformSession(requests.Session):
     def __init__(self):
         super().__init__()
         self.headers["User-Agent"] = settings.HAYON_USER_AGENT
         self.headers["Accept"] = "application/json"
+        self.trust_env = False
+        self.proxies, self.verify = _environment()
 
     def request(self, method, url, **kwargs):
         kwargs.setdefault("timeout", settings.HAYON_HTTP_TIMEOUT)
         kwargs["allow_redirects"] = False
-        kwargs["verify"] = True
+        kwargs["verify"] = self.verify  # never switched off by a caller
         host = urlsplit(url).netloc
         try:
             response = super().request(method, url, **kwargs)
@@ -79,6 +99,13 @@ def expect_json(response, label: str, classify=None) -> dict:
     return json_body(response, label)
 
 
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    # Loading the CA bundle costs ~40 ms of CPU; httpx would do it for every client it builds.
+    # One verifying context is safe to share between clients and threads.
+    return ssl.create_default_context(cafile=certifi.where())
+
+
 def httpx_client():
     """The one httpx client factory (the atproto SDK speaks httpx): same rules as `session()`."""
     import httpx
@@ -86,6 +113,8 @@ def httpx_client():
     return httpx.Client(
         timeout=settings.HAYON_HTTP_TIMEOUT,
         follow_redirects=False,
-        verify=True,
+        verify=_tls_context(),
+        trust_env=False,  # as for requests: the environment is read once, by _environment()
+        proxy=_environment()[0].get("https"),
         headers={"User-Agent": settings.HAYON_USER_AGENT},
     )

@@ -32,8 +32,11 @@ def account_for(user) -> SocialAccount:
 
 
 def _locked(user) -> SocialAccount:
-    account_for(user)
-    return SocialAccount.objects.select_for_update().get(user=user)
+    try:
+        return SocialAccount.objects.select_for_update().get(user=user)
+    except SocialAccount.DoesNotExist:  # first connection: create the row, then lock it
+        account_for(user)
+        return SocialAccount.objects.select_for_update().get(user=user)
 
 
 # -- connecting ------------------------------------------------------------------------------------
@@ -210,8 +213,13 @@ def _apply_refresh(user, provider: Provider, connection, *, expected_auth) -> di
             account.set_document(name, documents.connected_document(linked, previous=account.document(name)))
         elif name not in connection.linked:
             account.set_document(name, _follow(account.document(name), connection))
-    account.save()
+    _save(account, provider)
     return account.document(provider.name)
+
+
+def _save(account: SocialAccount, provider: Provider) -> None:
+    """Write only the documents this provider owns: less to encode, and nothing else overwritten."""
+    account.save(update_fields=[provider.name, *provider.linked, "updated_at"])
 
 
 def _outcome(written: dict | None) -> str:
@@ -263,7 +271,7 @@ def record_failure(*, user, provider: Provider, error: PlatformError, expected_a
         account.set_document(name, doc)
         if name == provider.name:
             written = doc["health"]
-    account.save()
+    _save(account, provider)
     log.info(
         "%s refresh failed for user %s: %s (status %s, code %s)",
         provider.name, user.pk, error.kind.name, error.status, error.code,

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import close_old_connections, connection, transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -105,17 +105,21 @@ def _close_worker_connections(pool: ThreadPoolExecutor, workers: int) -> None:
 
 def _pipeline(pool, now, providers, options) -> Iterator[list[tuple[str, str]]]:
     """Keep about two batches in flight: claim more as accounts finish, until none are due."""
-    in_flight, cursor, exhausted = set(), 0, False
+    in_flight, finished, cursor, exhausted = {}, [], 0, False
     while True:
         while not exhausted and len(in_flight) < 2 * options.concurrency:
-            ids = claim(now, providers, options, after=cursor, limit=options.concurrency)
-            exhausted = not ids
-            if ids:
-                cursor = ids[-1]
-                in_flight |= {pool.submit(check_account, pk, now, providers) for pk in ids}
+            accounts = claim(now, providers, options, after=cursor, limit=options.concurrency)
+            exhausted = not accounts
+            if accounts:
+                cursor = accounts[-1].pk
+                in_flight.update({pool.submit(check_account, a, now, providers): a.pk for a in accounts})
+        if len(finished) >= options.concurrency or (finished and not in_flight):
+            release(finished)  # in batches: one write per batch, not one per account
+            finished = []
         if not in_flight:
             return
-        done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
+        done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+        finished += [in_flight.pop(future) for future in done]
         for future in done:
             yield _result(future)
 
@@ -140,29 +144,31 @@ def _due_rows(now, providers: list[Provider], options: Options):
     return rows
 
 
-def claim(now, providers, options, *, after: int, limit: int) -> list[int]:
-    """Mark up to `limit` due, unclaimed rows after primary key `after` as ours; their ids."""
+def claim(now, providers, options, *, after: int, limit: int) -> list[SocialAccount]:
+    """Mark up to `limit` due, unclaimed rows after primary key `after` as ours, and load them."""
     with transaction.atomic():
         rows = _due_rows(now, providers, options).filter(pk__gt=after).filter(
             Q(claimed_until__isnull=True) | Q(claimed_until__lt=now)
         )
         if connection.features.has_select_for_update_skip_locked:
-            rows = rows.select_for_update(skip_locked=True)
-        ids = list(rows.order_by("pk").values_list("pk", flat=True)[:limit])
-        SocialAccount.objects.filter(pk__in=ids).update(claimed_until=timezone.now() + CLAIM_FOR)
-    return ids
+            rows = rows.select_for_update(skip_locked=True, of=("self",))
+        accounts = list(rows.select_related("user").order_by("pk")[:limit])
+        SocialAccount.objects.filter(pk__in=[a.pk for a in accounts]).update(claimed_until=timezone.now() + CLAIM_FOR)
+    return accounts
 
 
-def check_account(pk: int, now: datetime, providers: list[Provider]) -> list[tuple[str, str]]:
-    """Check one account's due connections in turn; runs on a worker thread."""
-    close_old_connections()  # a worker's connection lives for the run; drop it if the server did
-    try:
-        account = SocialAccount.objects.select_related("user").filter(pk=pk).first()
-        if account is None:  # the user was deleted after the claim
-            return []
-        return [(p.name, _check(account, p)) for p in _due_providers(account, now, providers)]
-    finally:
-        SocialAccount.objects.filter(pk=pk).update(claimed_until=None)
+def release(pks: list[int]) -> None:
+    """Finished rows: other copies may take them again once they are due."""
+    SocialAccount.objects.filter(pk__in=pks).update(claimed_until=None)
+
+
+def check_account(account: SocialAccount, now: datetime, providers: list[Provider]) -> list[tuple[str, str]]:
+    """Check one account's due connections in turn; runs on a worker thread.
+
+    The worker keeps its database connection for the whole run (closed at the end by run()).
+    Every write goes through services, which re-reads the row under a lock first.
+    """
+    return [(p.name, _check(account, p)) for p in _due_providers(account, now, providers)]
 
 
 def _due_providers(account: SocialAccount, now, providers: list[Provider]) -> list[Provider]:

@@ -28,6 +28,7 @@ from .fixtures import bluesky as bsky
 from .fixtures import mastodon as mfx
 from .fixtures import meta as metafx
 from .fixtures import tumblr as tfx
+from .test_mastodon import serve_server
 
 M = "https://social.example"
 THREADS = "https://graph.threads.net"
@@ -296,6 +297,9 @@ def test_revoked_mastodon_token_needs_reconnection_at_once_and_the_card_says_so(
     assert "Needs reconnection" in page and "Reconnect Mastodon" in page
     found = client.get("/api/platform/find").json()["data"]["mastodon"]
     assert found["health"]["status"] == "revoked" and found["health"]["checkedAt"] and found["health"]["reason"]
+    serve_server(responses)  # Reconnect starts the OAuth flow on the user's server again
+    reconnect = client.post("/settings/mastodon/connect", {"instance": "social.example"})
+    assert reconnect.status_code == 302 and reconnect["Location"].startswith(f"{M}/oauth/authorize?")
 
 
 @responses.activate
