@@ -7,6 +7,8 @@ from accounts.models import ApiToken, User
 from platforms import documents
 from platforms.services import account_for
 
+from .pds_peer import pds_account, pds_server, real_pds  # noqa: F401 (fixtures for every test module)
+
 # Playwright's sync API runs an event loop in the test thread; Django's ORM refuses to run beside
 # one unless told that this thread is synchronous test code.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")

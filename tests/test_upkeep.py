@@ -36,8 +36,9 @@ GRAPH = "https://graph.facebook.com/v24.0"
 
 
 def run(*args) -> str:
+    """One process, so that the mocks of this process see every call (forking is tested below)."""
     out = io.StringIO()
-    call_command("refresh_connections", "--no-progress", *args, stdout=out, stderr=out)
+    call_command("refresh_connections", "--no-progress", "--processes", "1", *args, stdout=out, stderr=out)
     return out.getvalue()
 
 
@@ -377,3 +378,19 @@ def test_on_sqlite_a_second_copy_does_not_start(transactional_db):
     with upkeep.single_copy():
         output = run()
     assert "Another refresh_connections is running" in output
+
+
+@pytest.mark.skipif("connection.vendor == 'sqlite'")
+@pytest.mark.django_db(transaction=True)
+def test_forked_processes_share_the_work_and_report_it_together():
+    """--processes forks copies that coordinate through claims; every account is checked once."""
+    users = [mastodon_user(f"p{i}") for i in range(12)]
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:  # the children make the calls
+        rsps.get(f"{M}/api/v1/accounts/verify_credentials", json=mfx.ACCOUNT)
+        out = io.StringIO()
+        call_command("refresh_connections", "--no-progress", "--processes", "2", "--concurrency", "4", stdout=out)
+    assert summary(out.getvalue())["mastodon"]["ok"] == 12
+    for user in users:
+        health = doc(user, "mastodon")["health"]
+        assert health["status"] == "active" and health["checkedAt"]
+    assert not SocialAccount.objects.filter(next_check_at__lte=timezone.now()).exists()

@@ -146,4 +146,7 @@ LOGGING = {
         "console": {"class": "logging.StreamHandler", "filters": ["redact"]},
     },
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
+    # oauthlib logs its client (tokens, verifier) and the signed parameters at DEBUG: never below
+    # WARNING, whatever LOG_LEVEL says (found by tests/test_sentinel_sweep.py).
+    "loggers": {name: {"level": "WARNING"} for name in ("oauthlib", "requests_oauthlib")},
 }

@@ -19,8 +19,11 @@ def shot(page):
 
 @pytest.fixture
 def browser_user(live_server, transactional_db, settings):
+    from django.core.cache import cache
+
     from accounts.models import User
 
+    cache.clear()  # sign-in is rate limited per address, and every browser test signs in from 127.0.0.1
     settings.PUBLIC_URL = live_server.url
     settings.CSRF_TRUSTED_ORIGINS = [live_server.url]
     return User.objects.create_user("browser", password="browser password 1")
@@ -37,3 +40,20 @@ def signed_in_page(page, live_server, browser_user):
 
 
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+
+@pytest.fixture
+def a_day_later(browser_user):
+    """Time passes: every connection of the browser user is due for its upkeep check."""
+    from platforms.models import SocialAccount
+
+    def advance():
+        account = SocialAccount.objects.get(user=browser_user)
+        for name in ("bluesky", "tumblr", "facebook", "instagram", "threads", "mastodon"):
+            doc = account.document(name)
+            if doc.get("connected"):
+                doc["nextCheckAt"] = "2000-01-01T00:00:00Z"
+                account.set_document(name, doc)
+        account.save()
+
+    return advance

@@ -2,7 +2,7 @@
 import pytest
 from playwright.sync_api import expect
 
-from .fake_mastodon import FakeMastodon
+from ..fakes.mastodon import FakeMastodon
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

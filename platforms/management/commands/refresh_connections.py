@@ -26,15 +26,20 @@ class Command(BaseCommand):
         parser.add_argument("--user", action="append", default=[], help="Only this user: username or email (repeatable).")
         parser.add_argument("--concurrency", type=int, default=16,
                             help="Accounts checked at once (network-bound; default 16).")
+        parser.add_argument("--processes", type=int, default=None,
+                            help="Processes sharing the concurrency (PostgreSQL; default one per CPU, at most 4).")
         parser.add_argument("--dry-run", action="store_true", help="List what is due; call no platform, change nothing.")
         parser.add_argument("--no-progress", action="store_true", help="No progress bar, even on a terminal.")
 
     def handle(self, *args, **options):
         if not 1 <= options["concurrency"] <= 256:
             raise CommandError("--concurrency must be between 1 and 256.")
+        if options["processes"] is not None and not 1 <= options["processes"] <= 64:
+            raise CommandError("--processes must be between 1 and 64.")
         run_options = upkeep.Options(
             platforms=tuple(options["platform"]), user_ids=self._user_ids(options["user"]),
             concurrency=options["concurrency"], dry_run=options["dry_run"],
+            processes=options["processes"] or upkeep.default_processes(),
         )
         show_progress = not options["no_progress"] and sys.stderr.isatty()
         try:
