@@ -30,7 +30,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.common import DEFAULT_POSTGRES, ROOT, production_env, scratch_postgres  # noqa: E402
+
 PYTHON = sys.executable
 PLATFORMS = ("bluesky", "tumblr", "facebook", "threads", "mastodon")
 
@@ -187,18 +189,13 @@ def connections_for(i: int, base: str, now) -> dict:
 
 # -- running -----------------------------------------------------------------------------------
 def environment(database_url: str, base: str) -> dict:
-    from cryptography.fernet import Fernet
-
-    return {
-        **os.environ, "DJANGO_ENV": "production", "DJANGO_SETTINGS_MODULE": "hayon.settings.prod",
-        "DATABASE_URL": database_url, "SECRET_KEY": "bench-" + Fernet.generate_key().decode(),
-        "TOKEN_ENCRYPTION_KEYS": BENCH_KEY, "PUBLIC_URL": "https://hayon.bench", "ALLOWED_HOSTS": "hayon.bench",
-        "LOG_LEVEL": "WARNING", "HAYON_ALLOW_PRIVATE_HOSTS": "true", "HAYON_TUMBLR_UPKEEP_PER_HOUR": "1000000",
-        "TUMBLR_CONSUMER_KEY": "bench", "TUMBLR_CONSUMER_SECRET": "bench", "TUMBLR_API_URL": base,
-        "FACEBOOK_APP_ID": "1234567890", "FACEBOOK_APP_SECRET": "bench", "FACEBOOK_GRAPH_URL": base,
-        "THREADS_APP_ID": "1", "THREADS_APP_SECRET": "bench", "THREADS_REDIRECT_URI": "https://hayon.bench/cb",
-        "THREADS_GRAPH_URL": base, "PYTHONPATH": str(ROOT),
-    }
+    return production_env(
+        database_url, HAYON_ALLOW_PRIVATE_HOSTS="true", HAYON_TUMBLR_UPKEEP_PER_HOUR="1000000",
+        TUMBLR_CONSUMER_KEY="bench", TUMBLR_CONSUMER_SECRET="bench", TUMBLR_API_URL=base,
+        FACEBOOK_APP_ID="1234567890", FACEBOOK_APP_SECRET="bench", FACEBOOK_GRAPH_URL=base,
+        THREADS_APP_ID="1", THREADS_APP_SECRET="bench", THREADS_REDIRECT_URI="https://hayon.bench/cb",
+        THREADS_GRAPH_URL=base,
+    )
 
 
 def command(env: dict, *args: str) -> subprocess.Popen:
@@ -281,27 +278,13 @@ def bench_database(label: str, url: str, base: str, args, floor: float) -> None:
             print("  " + "\n  ".join(results[0]["output"].strip().splitlines()))
 
 
-def postgres_database(server_url: str) -> tuple[str, callable]:
-    import psycopg
-
-    name = f"hayon_bench_{os.getpid()}"
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-    def drop():
-        with psycopg.connect(server_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-    return urlsplit(server_url)._replace(path=f"/{name}").geturl(), drop
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--accounts", type=int, default=10_000)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--delay", type=float, default=0.1, help="seconds each platform call takes")
     parser.add_argument("--databases", default="sqlite,postgres")
-    parser.add_argument("--postgres", default=os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/test"))
+    parser.add_argument("--postgres", default=DEFAULT_POSTGRES)
     args = parser.parse_args()
 
     server = subprocess.Popen([PYTHON, __file__, "serve", "--delay", str(args.delay)], stdout=subprocess.PIPE, text=True)
@@ -315,16 +298,11 @@ def main() -> None:
             with tempfile.TemporaryDirectory() as tmp:
                 bench_database("SQLite", f"sqlite:///{tmp}/bench.sqlite3", base, args, floor)
         if "postgres" in args.databases:
-            url, drop = postgres_database(args.postgres)
-            try:
+            with scratch_postgres(args.postgres, "hayon_bench") as url:
                 bench_database("PostgreSQL", url, base, args, floor)
-            finally:
-                drop()
     finally:
         server.terminate()
 
-
-BENCH_KEY = "YmVuY2gta2V5LW5vdC1hLXNlY3JldC0wMDAwMDAwMDA="
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] in ("serve", "seed"):
