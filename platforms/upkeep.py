@@ -58,6 +58,7 @@ class Options:
 class Report:
     counts: Counter = field(default_factory=Counter)  # (platform, outcome) -> connections
     accounts: int = 0
+    processes: int = 1
 
     def add(self, results: list[tuple[str, str]]) -> None:
         self.accounts += 1
@@ -77,7 +78,7 @@ def default_processes() -> int:
 
 def run(options: Options, *, progress: Callable[[int, int], None] | None = None) -> Report:
     """Check every due connection once; returns what happened, per platform and outcome."""
-    if options.processes > 1 and not options.dry_run and connection.vendor != "sqlite":
+    if options.processes > 1 and not options.dry_run and connection.vendor != "sqlite" and _safe_to_fork():
         return _run_forked(options, progress)
     now = timezone.now()
     providers = [p for p in PROVIDERS if not options.platforms or p.name in options.platforms]
@@ -98,6 +99,16 @@ def run(options: Options, *, progress: Callable[[int, int], None] | None = None)
     return report
 
 
+def _safe_to_fork() -> bool:
+    """Forking copies a process with only the forking thread: any lock another thread holds at
+    that moment stays held in the child for ever. The command forks before it starts a thread;
+    when embedded in a process that has threads (a test run, a web worker), run in-process."""
+    if threading.active_count() > 1:
+        log.info("upkeep runs in one process: this process already has threads")
+        return False
+    return True
+
+
 def _run_forked(options: Options, progress) -> Report:
     """Copies of run() in forked processes, each with its share of the concurrency.
 
@@ -107,18 +118,20 @@ def _run_forked(options: Options, progress) -> Report:
     context = multiprocessing.get_context("fork")
     processes = min(options.processes, options.concurrency)
     share = replace(options, processes=1, concurrency=max(1, options.concurrency // processes))
-    total = _due_rows(timezone.now(), list(PROVIDERS), options).count()
+    providers = [p for p in PROVIDERS if not options.platforms or p.name in options.platforms]
+    total = _due_rows(timezone.now(), providers, options).count()
     done, results = context.Value("i", 0), context.Queue()
     connections.close_all()  # a forked child must not share its parent's database sockets
     children = [context.Process(target=_child, args=(share, done, results)) for _ in range(processes)]
     for child in children:
         child.start()
-    report, pending = Report(), len(children)
+    report, pending = Report(processes=len(children)), len(children)
     while pending:
-        try:
-            counts, accounts = results.get(timeout=0.2)
+        finished = not any(child.is_alive() for child in children)
+        try:  # a child that finished has put its report before exiting: wait a little for it
+            counts, accounts = results.get(timeout=2 if finished else 0.2)
         except queue.Empty:
-            if not any(child.is_alive() for child in children):
+            if finished:
                 break  # a child died without reporting: its claims run out, the next run retries
         else:
             report.counts.update(counts)

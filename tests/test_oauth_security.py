@@ -76,6 +76,21 @@ def test_state_from_another_session_is_rejected(user, other_user):
 
 
 @responses.activate
+def test_state_of_a_script_flow_is_bound_to_its_user(user, other_user):
+    """Case 2: a flow a script started with its API token has no browser session to bind to;
+    another signed-in user who delivers its callback is still refused."""
+    from accounts.models import ApiToken
+
+    serve_server(responses)
+    api = Client(HTTP_AUTHORIZATION=f"Bearer {ApiToken.issue(user=user, name='script')[1]}")
+    url = api.get("/api/platform/mastodon/connect", {"instance": "social.example"}).json()["data"]["url"]
+    attacker = Client()
+    attacker.force_login(other_user)
+    assert callback(attacker, "mastodon", code="c", state=query_of(url)["state"])["Location"] == "/settings?error=invalid_state"
+    assert token_calls() == [] and snapshot(user, other_user) == [{}, {}]
+
+
+@responses.activate
 def test_sign_out_drops_the_pending_flow(user, other_user):
     """Cases 4 and 38."""
     serve_server(responses)

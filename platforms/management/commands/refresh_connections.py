@@ -83,4 +83,5 @@ class Command(BaseCommand):
         for row in [headers, *rows]:
             self.stdout.write("  ".join(str(cell).rjust(w) if i else str(cell).ljust(w) for i, (cell, w) in enumerate(zip(row, widths))))
         verb = "due" if dry_run else "checked"
-        self.stdout.write(f"{report.accounts} accounts {verb}.")
+        by = f" by {report.processes} processes" if report.processes > 1 else ""
+        self.stdout.write(f"{report.accounts} accounts {verb}{by}.")
