@@ -5,7 +5,8 @@ SKIP LOCKED on PostgreSQL, so copies on several hosts pass over each other's row
 `claimed_until`; other copies ignore claimed rows. The platform calls run on a thread pool with
 no lock held, and services.py re-checks the stored credentials before it writes. A copy that dies
 leaves claims that run out after CLAIM_FOR. On SQLite the database lock serialises claims and
-`single_copy()` keeps a second copy from starting at all.
+`single_copy()` keeps a second copy from starting at all. On PostgreSQL one command may fork
+copies of itself (`processes`), which share the work through the same claims.
 """
 import fcntl
 import logging
