@@ -82,13 +82,13 @@ def run(options: Options, *, progress: Callable[[int, int], None] | None = None)
     if options.processes > 1 and not options.dry_run and connection.vendor != "sqlite" and _safe_to_fork():
         return _run_forked(options, progress)
     now = timezone.now()
-    providers = [p for p in PROVIDERS if not options.platforms or p.name in options.platforms]
+    providers = _providers(options)
     report = Report()
-    total = _due_rows(now, providers, options).count()
     if options.dry_run:
         for account in _due_rows(now, providers, options).select_related("user").order_by("pk").iterator():
             report.add([(p.name, "due") for p in _due_providers(account, now, providers)])
         return report
+    total = _due_rows(now, providers, options).count()
     with ThreadPoolExecutor(max_workers=options.concurrency, thread_name_prefix="upkeep") as pool:
         try:
             for results in _pipeline(pool, now, providers, options):
@@ -98,6 +98,10 @@ def run(options: Options, *, progress: Callable[[int, int], None] | None = None)
         finally:
             _close_worker_connections(pool, options.concurrency)
     return report
+
+
+def _providers(options: Options) -> list[Provider]:
+    return [p for p in PROVIDERS if not options.platforms or p.name in options.platforms]
 
 
 def _safe_to_fork() -> bool:
@@ -119,8 +123,7 @@ def _run_forked(options: Options, progress) -> Report:
     context = multiprocessing.get_context("fork")
     processes = min(options.processes, options.concurrency)
     share = replace(options, processes=1, concurrency=max(1, options.concurrency // processes))
-    providers = [p for p in PROVIDERS if not options.platforms or p.name in options.platforms]
-    total = _due_rows(timezone.now(), providers, options).count()
+    total = _due_rows(timezone.now(), _providers(options), options).count()
     done, results = context.Value("i", 0), context.Queue()
     connections.close_all()  # a forked child must not share its parent's database sockets
     children = [context.Process(target=_child, args=(share, done, results)) for _ in range(processes)]

@@ -20,9 +20,9 @@ from accounts.models import ApiToken, User
 from platforms.documents import read_auth
 from platforms.services import account_for
 
+from .conftest import SENTINEL
 from .fakes.mastodon import FakeMastodon
 from .fakes.platforms import FakeFacebook, FakeThreads, FakeTumblr
-from .fakes.server import SENTINEL
 from .oauth_helpers import query_of
 
 pytestmark = pytest.mark.django_db(transaction=True)

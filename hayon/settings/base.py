@@ -59,11 +59,6 @@ TEMPLATES = [
 ]
 
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
-if DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3":
-    # A PostgreSQL connection costs a server process fork: keep it for a minute (checked before
-    # reuse) instead of opening one per request. bench/pages.py measured the difference.
-    DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # SQLite ignores SELECT ... FOR UPDATE; IMMEDIATE transactions take the write lock up front,
     # so the row-locked sections in platforms/services.py stay serialised on SQLite too.
@@ -72,6 +67,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         transaction_mode="IMMEDIATE", timeout=20,
         init_command="PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL",
     )
+else:
+    # A PostgreSQL connection costs a server process fork: keep it for a minute (checked before
+    # reuse) instead of opening one per request. bench/pages.py measured the difference.
+    DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # The cache holds rate-limit counters; it must be shared by every worker in production.

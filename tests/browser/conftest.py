@@ -45,11 +45,11 @@ os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 @pytest.fixture
 def a_day_later(browser_user):
     """Time passes: every connection of the browser user is due for its upkeep check."""
-    from platforms.models import SocialAccount
+    from platforms.models import PLATFORM_FIELDS, SocialAccount
 
     def advance():
         account = SocialAccount.objects.get(user=browser_user)
-        for name in ("bluesky", "tumblr", "facebook", "instagram", "threads", "mastodon"):
+        for name in PLATFORM_FIELDS:
             doc = account.document(name)
             if doc.get("connected"):
                 doc["nextCheckAt"] = "2000-01-01T00:00:00Z"

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-SENTINEL = "SENTINEL-7f3a9c"  # the same marker as tests/conftest.py
+from ..conftest import SENTINEL
+
 
 
 def secret(kind: str) -> str:
