@@ -9,6 +9,6 @@ urlpatterns = [
     path("login", views.SignInView.as_view(), name="login"),
     path("logout", auth_views.LogoutView.as_view(), name="logout"),
     path("password", views.PasswordChangeView.as_view(), name="password_change"),
-    path("settings/tokens", views.create_api_token, name="api_token_create"),
+    path("settings/tokens", views.api_tokens, name="api_tokens"),
     path("settings/tokens/<int:token_id>/revoke", views.revoke_api_token, name="api_token_revoke"),
 ]

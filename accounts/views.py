@@ -5,7 +5,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse_lazy
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_http_methods, require_POST
 
 from . import ratelimit
 from .forms import ApiTokenForm, SignInForm, SignUpForm
@@ -55,17 +55,23 @@ class PasswordChangeView(auth_views.PasswordChangeView):
         return super().form_valid(form)
 
 
-@login_required
-@require_POST
-def create_api_token(request):
-    from platforms.views import render_settings  # the token list lives on the settings page
+def _tokens_page(request, *, form=None, status=200, **extra):
+    context = {"tokens": request.user.api_tokens.all(), "token_form": form or ApiTokenForm(), **extra}
+    return render(request, "accounts/tokens.html", context, status=status)
 
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def api_tokens(request):
+    """Settings > API tokens: the list, and POST to create one."""
+    if request.method == "GET":
+        return _tokens_page(request)
     form = ApiTokenForm(request.POST)
     if not form.is_valid():
-        return render_settings(request, token_form=form, status=400)
+        return _tokens_page(request, form=form, status=400)
     token, raw = ApiToken.issue(user=request.user, name=form.cleaned_data["name"])
     # Rendered, not redirected: the raw token is shown in this one response and kept nowhere.
-    response = render_settings(request, new_token=raw, new_token_name=token.name)
+    response = _tokens_page(request, new_token=raw, new_token_name=token.name)
     response["Cache-Control"] = "no-store"
     return response
 
@@ -76,4 +82,4 @@ def revoke_api_token(request, token_id):
     token = get_object_or_404(ApiToken, pk=token_id, user=request.user)
     token.delete()
     messages.success(request, f"API token “{token.name}” revoked.")
-    return redirect("settings")
+    return redirect("api_tokens")

@@ -8,10 +8,9 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from accounts.forms import ApiTokenForm
 from accounts.ratelimit import RateLimited
 
-from . import providers, public, services
+from . import cards, providers, services
 from .errors import FlowError, PlatformError
 
 ERROR_TEXT = {
@@ -44,43 +43,15 @@ def _flash_from_query(request) -> tuple[str, str] | None:
     return None
 
 
-def _card(provider, account) -> dict:
-    doc = public.public_document(account.document(provider.name))
-    health = doc.get("health") or {}
-    if not provider.is_configured():
-        state = "not_configured"
-    elif doc["connected"] and health.get("needsReconnection"):
-        state = "needs_reconnect"
-    elif doc["connected"]:
-        state = "connected"
-    else:
-        state = "disconnected"
-    form = provider.connect_form(auto_id=f"id_{provider.name}_%s") if provider.connect_form else None
-    linked = [
-        {"name": name, "label": label, "doc": public.public_document(account.document(name))}
-        for name, label in provider.linked.items()
-    ]
-    choices = doc.get(provider.choice_field) or [] if provider.choice_field and doc["connected"] else []
-    return {"provider": provider, "doc": doc, "state": state, "form": form, "linked": linked,
-            "choices": choices if len(choices) > 1 else []}
-
-
-def render_settings(request, *, status=200, token_form=None, **extra):
-    account = services.account_for(request.user)
-    context = {
-        "cards": [_card(provider, account) for provider in providers.PROVIDERS],
-        "query_flash": _flash_from_query(request),  # shown only when no message says more
-        "tokens": request.user.api_tokens.all(),
-        "token_form": token_form or ApiTokenForm(),
-        **extra,
-    }
-    return render(request, "platforms/settings.html", context, status=status)
-
-
 @login_required
 @require_GET
 def settings_page(request):
-    return render_settings(request)
+    account = services.account_for(request.user)
+    context = {
+        "cards": [cards.card(provider, account) for provider in providers.PROVIDERS],
+        "query_flash": _flash_from_query(request),  # shown only when no message says more
+    }
+    return render(request, "platforms/settings.html", context)
 
 
 def back_to_settings(request, *, success: str = "", error: str = "", message: str = ""):

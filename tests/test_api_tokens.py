@@ -14,7 +14,7 @@ def test_created_token_is_shown_once_and_stored_only_as_a_hash(signed_in, user):
     assert raw.startswith("hayon_")
     token = ApiToken.objects.get(user=user)
     assert token.token_hash == hash_token(raw) and raw not in str(ApiToken.objects.values().get())
-    again = signed_in.get("/settings").content.decode()
+    again = signed_in.get("/settings/tokens").content.decode()
     assert raw not in again and "deploy script" in again
 
 
@@ -41,8 +41,25 @@ def test_token_in_query_string_is_not_accepted(api_token):
 
 def test_revoked_token_stops_working(signed_in, user, api_token):
     token = ApiToken.objects.get(user=user)
-    assert signed_in.post(f"/settings/tokens/{token.pk}/revoke").status_code == 302
+    response = signed_in.post(f"/settings/tokens/{token.pk}/revoke", follow=True)
+    assert response.redirect_chain == [("/settings/tokens", 302)]
+    assert f"API token “{token.name}” revoked." in response.content.decode()
     assert Client(HTTP_AUTHORIZATION=f"Bearer {api_token}").get("/api/platform/find").status_code == 401
+
+
+def test_tokens_have_their_own_settings_page(signed_in, user, api_token):
+    page = signed_in.get("/settings/tokens").content.decode()
+    token = ApiToken.objects.get(user=user)
+    assert f"Revoke token {token.name}" in page and "never" in page  # not used yet
+    assert '<a href="/settings/tokens" aria-current="page">API tokens</a>' in page
+    settings_page = signed_in.get("/settings").content.decode()
+    assert "<a href=\"/settings/tokens\">API tokens</a>" in settings_page and "Revoke token" not in settings_page
+
+
+def test_token_without_a_name_is_refused_with_the_reason(signed_in, user):
+    response = signed_in.post("/settings/tokens", {"name": "  "})
+    assert response.status_code == 400 and "This field is required." in response.content.decode()
+    assert not ApiToken.objects.filter(user=user).exists()
 
 
 def test_user_cannot_revoke_another_users_token(other_user, api_token, user):

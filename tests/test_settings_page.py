@@ -1,7 +1,13 @@
 """Settings > Connected accounts as a user sees it."""
+from datetime import timedelta
+
 import pytest
 from django.db import connection
+from django.utils import timezone
 from django.test.utils import CaptureQueriesContext
+
+from platforms import documents
+from platforms.cards import span
 
 from .conftest import SENTINEL, seed_connection
 
@@ -74,8 +80,31 @@ def test_query_count_is_constant_with_everything_connected(signed_in, user, djan
     empty = {path: queries(path) for path in ("/settings", "/api/platform/find")}
     for name in ("bluesky", "tumblr", "facebook", "instagram", "threads", "mastodon"):
         seed_connection(user, name, handle=f"me-{name}")
-    with django_assert_max_num_queries(8):
+    with django_assert_max_num_queries(3):  # the session, the user, their SocialAccount row
         assert signed_in.get("/settings").status_code == 200
-    with django_assert_max_num_queries(6):
+    with django_assert_max_num_queries(3):
         assert signed_in.get("/api/platform/find").status_code == 200
     assert {path: queries(path) for path in empty} == empty  # no query per platform
+
+
+def test_card_says_when_it_was_checked_and_when_the_token_expires(signed_in, user):
+    account = seed_connection(user, "threads", handle="me.threads")
+    doc = account.document("threads")
+    now = timezone.now()
+    doc["health"] = {"status": "active", "checkedAt": documents.iso(now - timedelta(minutes=5, seconds=10))}
+    doc["expiresAt"] = documents.iso(now + timedelta(days=12, hours=3))
+    account.set_document("threads", doc)
+    account.save()
+    body = card(signed_in.get("/settings").content.decode(), "threads")
+    assert "checked <time" in body and ">5 minutes ago</time>" in body
+    assert "(in 12 days)" in body and (now + timedelta(days=12)).strftime("%b %-d, %Y") in body
+
+
+@pytest.mark.parametrize(
+    "delta, text",
+    [(timedelta(seconds=59), "less than a minute"), (timedelta(minutes=1), "1 minute"), (timedelta(hours=3, minutes=59), "3 hours"),
+     (timedelta(days=1), "1 day"), (timedelta(days=20), "20 days"), (timedelta(days=59), "1 month"),
+     (timedelta(days=800), "2 years"), (timedelta(seconds=-30), "less than a minute")],
+)
+def test_spans_read_as_their_largest_whole_unit(delta, text):
+    assert span(delta) == text

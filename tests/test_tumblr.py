@@ -131,6 +131,8 @@ def test_refresh_makes_one_call_and_keeps_the_chosen_blog(signed_in, user):
     callback(signed_in, "tumblr", oauth_token="SENTINEL-7f3a9c-reqtoken", oauth_verifier="v")
     assert signed_in.post("/settings/tumblr/choose", {"choice": "t:second-uuid"})["Location"] == "/settings?success=tumblr_updated"
     assert stored(user)["blogHostname"] == "ihatehipstrz.tumblr.com"
+    page = signed_in.get("/settings").content.decode()
+    assert '<option value="t:second-uuid" selected>' in page and '<option value="t:primary-uuid">' in page
     before = len(responses.calls)
     signed_in.post("/settings/tumblr/refresh")
     assert len(responses.calls) == before + 1

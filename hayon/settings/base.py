@@ -43,18 +43,25 @@ MIDDLEWARE = [
 ROOT_URLCONF = "hayon.urls"
 WSGI_APPLICATION = "hayon.wsgi.application"
 
+_CONTEXT_PROCESSORS = [
+    "django.template.context_processors.request",
+    "django.contrib.auth.context_processors.auth",
+    "django.contrib.messages.context_processors.messages",
+]
 TEMPLATES = [
-    {
-        "BACKEND": "django.template.backends.django.DjangoTemplates",
+    {  # Hayon's pages: Jinja2, several times faster to render (see hayon/templating.py)
+        "BACKEND": "django.template.backends.jinja2.Jinja2",
         "DIRS": [BASE_DIR / "templates"],
-        "APP_DIRS": True,
+        "APP_DIRS": False,
         "OPTIONS": {
-            "context_processors": [
-                "django.template.context_processors.request",
-                "django.contrib.auth.context_processors.auth",
-                "django.contrib.messages.context_processors.messages",
-            ],
+            "environment": "hayon.templating.environment",
+            "context_processors": [*_CONTEXT_PROCESSORS, "hayon.templating.csrf"],
         },
+    },
+    {  # the admin's templates
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "APP_DIRS": True,
+        "OPTIONS": {"context_processors": _CONTEXT_PROCESSORS},
     },
 ]
 

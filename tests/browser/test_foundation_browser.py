@@ -25,6 +25,8 @@ def test_sign_up_and_see_every_platform(page, live_server, settings, shot):
 
 def test_sign_in_create_and_revoke_an_api_token(signed_in_page, live_server, shot):
     page = signed_in_page
+    page.get_by_role("navigation", name="Settings").get_by_role("link", name="API tokens").click()
+    expect(page.get_by_role("heading", name="API tokens")).to_be_visible()
     page.get_by_label("Token name").fill("deploy script")
     page.get_by_role("button", name="Create token").click()
     token = page.get_by_label("New API token").input_value()
@@ -32,7 +34,7 @@ def test_sign_in_create_and_revoke_an_api_token(signed_in_page, live_server, sho
     shot("api-token-created")
     response = page.request.get(f"{live_server.url}/api/platform/find", headers={"Authorization": f"Bearer {token}"})
     assert response.status == 200 and response.json()["success"] is True
-    page.goto(f"{live_server.url}/settings")
+    page.goto(f"{live_server.url}/settings/tokens")
     expect(page.get_by_role("cell", name="deploy script", exact=True)).to_be_visible()
     page.get_by_role("button", name="Revoke token deploy script").click()
     expect(page.get_by_text("revoked")).to_be_visible()
