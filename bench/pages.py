@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark of the pages under load: gunicorn with the production settings on PostgreSQL.
 
-    .venv/bin/python bench/pages.py [--clients 50] [--duration 30] [--soak 120] [--workers N]
+    .venv/bin/python bench/pages.py [--clients 50] [--duration 30] [--rounds 5] [--soak 120] [--workers N]
 
 Seeds a user with every platform connected, serves Hayon with gunicorn on 127.0.0.1 and drives it
 from a load generator on the same machine (asyncio, `clients` connections each sending one
@@ -71,7 +71,8 @@ def seed() -> None:
         with CaptureQueriesContext(connection) as captured:
             assert client.get(path, **headers).status_code == 200, path
         queries[label] = len(captured)
-    print(json.dumps({"session": client.cookies["sessionid"].value, "token": token, "queries": queries}))
+    cookies = {name: client.cookies[name].value for name in ("sessionid", "csrftoken")}
+    print(json.dumps({"cookies": cookies, "token": token, "queries": queries}))
 
 
 # -- load ----------------------------------------------------------------------------------------
@@ -103,16 +104,44 @@ async def load(port: int, requests: list[bytes], clients: int, duration: float) 
 
     started = time.perf_counter()
     await asyncio.gather(*(client(n) for n in range(clients)))
-    wall = time.perf_counter() - started
-    latencies.sort()
+    return {"latencies": latencies, "wall": time.perf_counter() - started, "errors": errors}
+
+
+async def paced(port: int, request: bytes, clients: int, rate: float, duration: float) -> dict:
+    """Open loop: `clients` clients sending `rate` requests a second between them, on a schedule.
+
+    Latency runs from the scheduled start, so a late request counts its wait (no coordinated
+    omission); a client that falls behind sends its next request at once.
+    """
+    latencies, errors, interval = [], 0, clients / rate
+    started = time.perf_counter()
+
+    async def client(n: int):
+        nonlocal errors
+        due = started + n * interval / clients
+        while due < started + duration:
+            await asyncio.sleep(max(0.0, due - time.perf_counter()))
+            _, ok = await one_request(port, request)
+            latencies.append(time.perf_counter() - due)
+            errors += not ok
+            due += interval
+
+    await asyncio.gather(*(client(n) for n in range(clients)))
+    return {"latencies": latencies, "wall": time.perf_counter() - started, "errors": errors}
+
+
+def merge(parts: list[dict]) -> dict:
+    """Requests per second over all rounds, latency percentiles over all requests."""
+    latencies = sorted(latency for part in parts for latency in part["latencies"])
     pick = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000  # noqa: E731
-    return {"requests": len(latencies), "rps": len(latencies) / wall, "p50": pick(0.50), "p99": pick(0.99),
-            "errors": errors}
+    return {"requests": len(latencies), "rps": len(latencies) / sum(part["wall"] for part in parts),
+            "p50": pick(0.50), "p99": pick(0.99), "errors": sum(part["errors"] for part in parts)}
 
 
 def http_request(path: str, auth: str, secrets: dict) -> bytes:
-    credential = (f"Cookie: sessionid={secrets['session']}" if auth == "session"
-                  else f"Authorization: Bearer {secrets['token']}")
+    # A signed-in browser sends the session and the CSRF cookie it was given with its first form.
+    cookies = "; ".join(f"{name}={value}" for name, value in secrets["cookies"].items())
+    credential = f"Cookie: {cookies}" if auth == "session" else f"Authorization: Bearer {secrets['token']}"
     return (f"GET {path} HTTP/1.1\r\nHost: hayon.bench\r\nX-Forwarded-Proto: https\r\n{credential}\r\n"
             f"Connection: close\r\n\r\n").encode()
 
@@ -137,6 +166,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--duration", type=float, default=30, help="seconds per target")
+    parser.add_argument("--rounds", type=int, default=5, help="alternations of the targets")
     parser.add_argument("--soak", type=float, default=120, help="seconds of both pages together")
     parser.add_argument("--workers", type=int, default=2 * (os.cpu_count() or 1) + 1)
     parser.add_argument("--postgres", default=DEFAULT_POSTGRES)
@@ -165,21 +195,34 @@ def main() -> None:
 
 def report(port: int, secrets: dict, args) -> None:
     print(f"gunicorn, {args.workers} sync workers, production settings, PostgreSQL; {os.cpu_count()} CPUs; "
-          f"{args.clients} clients on the same machine, {args.duration:.0f} s per target")
-    results = {}
-    for label, path, auth, _ in TARGETS:
-        request = http_request(path, auth, secrets)
-        asyncio.run(load(port, [request], args.clients, 2))  # warm up: connections, caches
-        results[label] = asyncio.run(load(port, [request], args.clients, args.duration))
+          f"{args.clients} clients on the same machine, {args.duration:.0f} s per target in {args.rounds} rounds")
+    requests = {label: http_request(path, auth, secrets) for label, path, auth, _ in TARGETS}
+    for label in requests:
+        asyncio.run(load(port, [requests[label]], args.clients, 2))  # warm up: connections, caches
+    # Rounds alternate the targets, so a slow spell on a shared machine falls on all of them alike.
+    rounds = {label: [] for label in requests}
+    for _ in range(args.rounds):
+        for label, request in requests.items():
+            rounds[label].append(asyncio.run(load(port, [request], args.clients, args.duration / args.rounds)))
+    results = {label: merge(parts) for label, parts in rounds.items()}
     print(f"{'target':<22}{'queries':>8}{'req/s':>9}{'vs baseline':>13}{'p50 ms':>8}{'p99 ms':>8}{'errors':>8}")
     for label, _, _, baseline in TARGETS:
         r = results[label]
         ratio = f"{r['rps'] / results[baseline]['rps']:.0%}" if baseline else "-"
         print(f"{label:<22}{secrets['queries'][label]:>8}{r['rps']:>9.0f}{ratio:>13}{r['p50']:>8.1f}{r['p99']:>8.1f}"
               f"{r['errors']:>8}")
+    # Back to back, latency is clients / throughput (Little's law). At a given offered rate it is
+    # what a user waits: shown at fractions of the throughput just measured.
+    print(f"{args.clients} clients at a steady rate (open loop, {args.duration / 2:.0f} s each):")
+    for label in ("/settings", "/api/platform/find"):
+        for share in (0.25, 0.5, 0.75):
+            rate = results[label]["rps"] * share
+            r = merge([asyncio.run(paced(port, requests[label], args.clients, rate, args.duration / 2))])
+            print(f"  {label:<20} {rate:>5.0f} req/s ({share:.0%} of its throughput): p50 {r['p50']:.1f} ms, "
+                  f"p99 {r['p99']:.1f} ms, {r['errors']} errors")
     if args.soak:
         both = [http_request("/settings", "session", secrets), http_request("/api/platform/find", "token", secrets)]
-        soak = asyncio.run(load(port, both, args.clients, args.soak))
+        soak = merge([asyncio.run(load(port, both, args.clients, args.soak))])
         print(f"soak: /settings and /api/platform/find for {args.soak:.0f} s: {soak['requests']} requests, "
               f"{soak['rps']:.0f} req/s, p99 {soak['p99']:.1f} ms, {soak['errors']} errors")
 
