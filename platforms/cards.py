@@ -77,12 +77,8 @@ def _state(provider, doc: dict) -> str:
 
 
 def _choices(provider, doc: dict) -> list:
-    items = doc.get(provider.choice_field) or [] if provider.choice_field and doc["connected"] else []
-    if len(items) < 2:
-        return []
-    selected = doc.get("blogUuid")
-    return [{"value": item["uuid"], "text": f"{item['title']} ({item['name']})", "selected": item["uuid"] == selected}
-            for item in items]
+    options = provider.choice_options(doc) if doc["connected"] else []
+    return options if len(options) > 1 else []  # a single item: nothing to switch to
 
 
 def _linked(label: str, doc: dict) -> Linked:

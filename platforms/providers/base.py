@@ -105,6 +105,10 @@ class Provider:
         """Switch to another item of `choice_field` (say, another blog) without reconnecting."""
         raise NotImplementedError
 
+    def choice_options(self, doc: dict) -> list[dict]:
+        """The items of `choice_field` in a public document, as {"value", "text", "selected"}."""
+        return []
+
     check_interval = timedelta(hours=24)  # how often upkeep looks at a healthy connection
     renew_window = timedelta(days=14)  # look again this long before the credential expires
 

@@ -129,6 +129,11 @@ class TumblrProvider(Provider):
     def refresh(self, *, doc: dict, auth: dict) -> Connection:
         return self._connection(auth, chosen_uuid=doc.get("blogUuid"))
 
+    def choice_options(self, doc: dict) -> list[dict]:
+        chosen = doc.get("blogUuid")
+        return [{"value": blog["uuid"], "text": f"{blog['title']} ({blog['name']})", "selected": blog["uuid"] == chosen}
+                for blog in doc.get("blogs") or []]
+
     def choose(self, *, doc: dict, auth: dict, value: str) -> Connection:
         """Switch blogs from the list read at the last refresh: no Tumblr call, no rate limit spent."""
         blogs = doc.get("blogs") or []
