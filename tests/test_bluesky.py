@@ -158,6 +158,22 @@ def test_rate_limits_per_identifier_user_and_ip(user, other_user, pds):
     assert post_connect(other, identifier="fresh.example").status_code == 429  # the IP's budget is spent
 
 
+def test_a_forged_forwarded_for_does_not_buy_a_fresh_ip_budget(django_user_model, pds):
+    """Case 28: the per-IP budget counts the address the connection came from, whatever the client
+    writes in X-Forwarded-For (no trusted proxy is configured)."""
+    pds.post(f"{fx.PDS}/xrpc/com.atproto.server.createSession").respond(401, json=fx.error("AuthenticationRequired"))
+    clients = []
+    for n in range(3):
+        client = Client()
+        client.force_login(django_user_model.objects.create_user(f"neighbour{n}", password="a long enough pw"))
+        clients.append(client)
+    for n in range(20):  # two users, ten distinct identifiers each: the IP's 20 in five minutes
+        assert post_connect(clients[n // 10], identifier=f"someone{n}.example").status_code != 429
+    calls = len(pds.calls)
+    forged = post_connect(clients[2], identifier="fresh.example", HTTP_X_FORWARDED_FOR="203.0.113.9, 198.51.100.7")
+    assert forged.status_code == 429 and len(pds.calls) == calls
+
+
 def test_app_password_is_in_no_log_line(api, pds, caplog):
     caplog.set_level(logging.DEBUG)
     post_connect(api)

@@ -175,6 +175,27 @@ def test_refresh_updates_the_profile(signed_in, user):
 
 
 @pytest.mark.parametrize(
+    "reply",
+    [{"status": 500, "json": {}}, {"status": 502, "body": "<html>Bad gateway</html>"},
+     {"body": requests.exceptions.ReadTimeout()}, {"body": requests.exceptions.ConnectionError("reset")},
+     {"status": 200, "body": "not json"}, {"status": 200, "json": {"token_type": "Bearer", "scope": "read"}},
+     {"status": 200, "json": {"error": "server_error"}}],
+)
+@responses.activate
+def test_a_failed_code_exchange_says_so_and_keeps_the_connection(signed_in, user, reply):
+    """Case 20: whatever the token endpoint does wrong, a readable message and nothing written."""
+    seed_connection(user, "mastodon", handle="yourname", identifiers={"instanceUrl": S, "accountId": "1"})
+    before = stored(user)
+    serve_server(responses)
+    responses.replace(responses.POST, f"{S}/oauth/token", **reply)
+    _, response = connect(signed_in)
+    assert response["Location"] == "/settings?error=platform_error"
+    page = signed_in.get(response["Location"]).content.decode()
+    assert "Mastodon" in page and "flash error" in page
+    assert stored(user) == before
+
+
+@pytest.mark.parametrize(
     "reply, status, needs",
     [
         ({"status": 401, "json": {"error": "The access token was revoked"}}, "revoked", True),
