@@ -47,3 +47,16 @@ def test_sign_out(signed_in_page, live_server):
     page.get_by_role("button", name="Sign out").click()
     page.goto(f"{live_server.url}/settings")
     expect(page).to_have_url(f"{live_server.url}/login?next=/settings")
+
+
+def test_change_password_from_the_settings_navigation(signed_in_page, shot):
+    page = signed_in_page
+    page.get_by_role("navigation", name="Settings").get_by_role("link", name="Password").click()
+    expect(page.get_by_role("heading", name="Change password")).to_be_visible()
+    page.get_by_label("Old password").fill("browser password 1")
+    page.get_by_label("New password", exact=True).fill("a brand new password 2")
+    page.get_by_label("New password confirmation").fill("a brand new password 2")
+    shot("password-change")
+    page.get_by_role("button", name="Change password").click()
+    expect(page.get_by_text("Your password has been changed.")).to_be_visible()
+    expect(page.get_by_role("heading", name="Connected accounts")).to_be_visible()
