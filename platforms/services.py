@@ -167,7 +167,8 @@ def _refresh(account: SocialAccount, provider: Provider) -> tuple[dict, Platform
     if error:
         record_failure(user=account.user, provider=provider, error=error, expected_auth=doc.get("auth"))
         return doc, error
-    return _apply_refresh(account.user, provider, connection, expected_auth=doc.get("auth")), None
+    stored, _ = _apply_refresh(account.user, provider, connection, expected_auth=doc.get("auth"))
+    return stored, None
 
 
 def _attempt(call, doc: dict):
@@ -192,19 +193,23 @@ def check_connection(*, account: SocialAccount, provider: Provider) -> str:
     if error:
         written = record_failure(user=account.user, provider=provider, error=error, expected_auth=doc.get("auth"))
         return _outcome(written)
-    _apply_refresh(account.user, provider, connection, expected_auth=doc.get("auth"))
-    if connection.next_check_at is None:  # _apply_refresh schedules only what it writes
+    _, written = _apply_refresh(account.user, provider, connection, expected_auth=doc.get("auth"))
+    if not written:
         return "superseded"
     return "renewed" if connection.auth != auth else "ok"
 
 
 @transaction.atomic
-def _apply_refresh(user, provider: Provider, connection, *, expected_auth) -> dict:
+def _apply_refresh(user, provider: Provider, connection, *, expected_auth) -> tuple[dict, bool]:
+    """Store a refreshed connection unless the stored one changed meanwhile.
+
+    Returns (the document now stored, whether this connection was written).
+    """
     account = _locked(user)
     current = account.document(provider.name)
     if not current.get("connected") or current.get("auth") != expected_auth:
         # Disconnected, reconnected or renewed while we were away: what is stored now is newer.
-        return current
+        return current, False
     _schedule(provider, connection)
     account.set_document(provider.name, documents.connected_document(connection, previous=current))
     for name in provider.linked:
@@ -214,7 +219,7 @@ def _apply_refresh(user, provider: Provider, connection, *, expected_auth) -> di
         elif name not in connection.linked:
             account.set_document(name, _follow(account.document(name), connection))
     _save(account, provider)
-    return account.document(provider.name)
+    return account.document(provider.name), True
 
 
 def _save(account: SocialAccount, provider: Provider) -> None:
