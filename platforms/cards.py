@@ -1,7 +1,7 @@
 """What a card on Settings > Connected accounts shows, worked out before the template prints it.
 
 Built from a provider and the public document only (platforms/public.py), so a card can show
-nothing the JSON API would not. The template reads plain attributes: no logic, no dict lookups.
+nothing the JSON API would not. The template only prints what is here: no decisions, no parsing.
 """
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
