@@ -163,12 +163,8 @@ def _refresh(account: SocialAccount, provider: Provider) -> tuple[dict, Platform
     doc = account.document(provider.name)
     if not doc.get("connected"):
         raise FlowError("not_connected", f"{provider.label} is not connected.", status=409)
-    connection, _, error = _attempt(provider.refresh, doc)
-    if error:
-        record_failure(user=account.user, provider=provider, error=error, expected_auth=doc.get("auth"))
-        return doc, error
-    stored, _ = _apply_refresh(account.user, provider, connection, expected_auth=doc.get("auth"))
-    return stored, None
+    stored, _, error = _check(account, provider, provider.refresh)
+    return stored, error
 
 
 def _attempt(call, doc: dict):
@@ -188,15 +184,21 @@ def check_connection(*, account: SocialAccount, provider: Provider) -> str:
     Returns the outcome for the summary: ok, renewed, expired, revoked, error, retrying, or
     superseded (the connection changed while we were checking it; what is stored now is newer).
     """
+    return _check(account, provider, provider.upkeep)[1]
+
+
+def _check(account: SocialAccount, provider: Provider, call) -> tuple[dict, str, PlatformError | None]:
+    """Run a provider call (refresh or upkeep) and record what it found: the document now
+    stored, the outcome, and the platform error if there was one."""
     doc = account.document(provider.name)
-    connection, auth, error = _attempt(provider.upkeep, doc)
+    connection, auth, error = _attempt(call, doc)
     if error:
         written = record_failure(user=account.user, provider=provider, error=error, expected_auth=doc.get("auth"))
-        return _outcome(written)
-    _, written = _apply_refresh(account.user, provider, connection, expected_auth=doc.get("auth"))
+        return doc, _outcome(written), error
+    stored, written = _apply_refresh(account.user, provider, connection, expected_auth=doc.get("auth"))
     if not written:
-        return "superseded"
-    return "renewed" if connection.auth != auth else "ok"
+        return stored, "superseded", None
+    return stored, "renewed" if connection.auth != auth else "ok", None
 
 
 @transaction.atomic
