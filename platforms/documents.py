@@ -2,11 +2,19 @@
 
 A sub-document (one per platform in `SocialAccount`) looks like the contract says:
     {"connected": true, "profile": {...}, "health": {...}, <identifiers>, "auth": "<ciphertext>",
-     "expiresAt": "...", "connectedAt": "...", "accountKey": "..."}
+     "expiresAt": "...", "connectedAt": "...", "accountKey": "...", "credentialVersion": 3}
 `auth` is the only secret and is always ciphertext here.
+
+`credentialVersion` counts the credentials one connection has had: it goes up only when the
+decrypted credential really changes (a renewal, a reconnect), never when the same credential is
+written again or re-encrypted under a new key. A writer that started from version N writes only
+if N is still stored (see `credential_version`). `renewingUntil`/`renewingBy` are a short lease
+held by whoever renews a rotating credential (services.renewal_lease).
 """
+import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timezone as dt_timezone
+from urllib.parse import urlsplit
 
 from django.utils import timezone
 
@@ -26,6 +34,19 @@ def parse_iso(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
+LEASE_FIELDS = ("renewingUntil", "renewingBy")
+
+
+def web_url(value: str) -> str:
+    """An http(s) URL, or "" for anything else (javascript:, data:, relative): a platform's reply
+    is untrusted, and these URLs end up in pages (issue 13, item 14)."""
+    try:
+        parts = urlsplit(str(value or "").strip())
+    except ValueError:
+        return ""
+    return str(value).strip() if parts.scheme.lower() in ("http", "https") and parts.netloc else ""
+
+
 @dataclass
 class Profile:
     display_name: str = ""
@@ -34,7 +55,7 @@ class Profile:
     description: str = ""
 
     def to_doc(self) -> dict:
-        doc = {"displayName": self.display_name, "handle": self.handle, "avatar": self.avatar}
+        doc = {"displayName": self.display_name, "handle": self.handle, "avatar": web_url(self.avatar)}
         if self.description:
             doc["description"] = self.description
         return doc
@@ -72,8 +93,23 @@ def health(status: str, *, reason: str = "", needs_reconnection: bool = False, f
     }
 
 
-def connected_document(connection: Connection, *, previous: dict | None = None) -> dict:
-    """The sub-document for a fresh or refreshed connection (active health)."""
+def credential_version(doc: dict) -> tuple[str | None, int]:
+    """Which credential a document holds: its connection (a random id given at each connect) and
+    the counter within it. The counter alone would start again after a disconnect, which keeps
+    nothing; the id also tells a renewal of this connection from a reconnect."""
+    return doc.get("connectionId"), int(doc.get("credentialVersion") or 0)
+
+
+def new_connection(previous: dict, *, same_account: bool) -> dict:
+    """What a fresh connect keeps of the document it replaces: the connection date (same account
+    only) and a credential counter that only goes up."""
+    return {"connectedAt": previous.get("connectedAt") if same_account else None,
+            "connectionId": secrets.token_hex(8), "credentialVersion": credential_version(previous)[1]}
+
+
+def connected_document(connection: Connection, *, previous: dict | None = None, version: int = 1) -> dict:
+    """The sub-document for a fresh or refreshed connection (active health), credentialVersion
+    `version`. `previous` gives connectedAt, connectionId and a renewal lease held on it."""
     previous = previous or {}
     doc = {
         "connected": True,
@@ -86,8 +122,21 @@ def connected_document(connection: Connection, *, previous: dict | None = None) 
         "connectedAt": previous.get("connectedAt") or iso(timezone.now()),
         "accountKey": connection.account_key,
         "nextCheckAt": iso(connection.next_check_at),
+        "connectionId": previous.get("connectionId") or secrets.token_hex(8),
+        "credentialVersion": version,
     }
+    doc.update({key: previous[key] for key in LEASE_FIELDS if key in previous})
     return doc
+
+
+def with_credential(doc: dict, connection: Connection) -> dict:
+    """`doc` holding the credential (and its expiry) of `connection`, a new version of it.
+
+    For a credential the platform issued before a later call failed: the rest of the document
+    (profile, health) is left to the caller.
+    """
+    return {**doc, "auth": crypto.encrypt(connection.auth), "expiresAt": iso(connection.expires_at),
+            "credentialVersion": credential_version(doc)[1] + 1}
 
 
 def disconnected_document(*, reason: str = "") -> dict:

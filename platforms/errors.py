@@ -1,5 +1,11 @@
 """What can go wrong when Hayon talks to a platform, and what each failure means for health."""
+from __future__ import annotations
+
 from enum import Enum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .documents import Connection
 
 
 class Kind(Enum):
@@ -9,7 +15,8 @@ class Kind(Enum):
     UNAVAILABLE = "unavailable"  # timeout, reset, 5xx: transient, credentials kept
     RATE_LIMITED = "rate_limited"
     BAD_REPLY = "bad_reply"  # a reply we could not understand
-    KEY_ERROR = "key_error"  # our own encryption keys cannot read the stored secrets
+    SECRETS_UNREADABLE = "secrets_unreadable"  # our own encryption keys cannot read the stored secrets
+    UNEXPECTED = "unexpected"  # a platform call failed in a way no provider foresaw (a bug or a hostile reply)
     NOT_CONFIGURED = "not_configured"
 
     @property
@@ -29,7 +36,8 @@ _HEALTH = {
     Kind.UNAVAILABLE: ("error", False),
     Kind.RATE_LIMITED: ("error", False),
     Kind.BAD_REPLY: ("error", False),
-    Kind.KEY_ERROR: ("error", False),
+    Kind.SECRETS_UNREADABLE: ("error", False),
+    Kind.UNEXPECTED: ("error", False),
     Kind.NOT_CONFIGURED: ("error", False),
 }
 
@@ -43,9 +51,9 @@ class PlatformError(Exception):
         self.message = message
         self.status = status
         self.code = code
-        # Credentials renewed before the failure (a rotated refresh token): they must be kept,
-        # because the platform has already retired the old ones.
-        self.replacement_auth: dict | None = None
+        # The connection as renewed before the failure (a rotated refresh token, a new expiry):
+        # services stores its credential and expiry, because the platform already retired the old.
+        self.replacement: Connection | None = None
 
     def __repr__(self):
         return f"PlatformError({self.kind.name}, {self.message!r}, status={self.status}, code={self.code!r})"

@@ -13,6 +13,9 @@ from .errors import Kind, PlatformError
 
 ESCALATE_AFTER = 3
 TRANSIENT = {Kind.UNAVAILABLE, Kind.RATE_LIMITED, Kind.BAD_REPLY}
+# Retried with back-off rather than daily: an unexpected failure is shown as an error at once,
+# but may well pass (a reply that confused us once).
+BACKOFF = TRANSIENT | {Kind.UNEXPECTED}
 RETRY_BASE = timedelta(minutes=15)
 RETRY_MAX = timedelta(hours=6)
 
@@ -36,7 +39,7 @@ def after_failure(previous: dict, error: PlatformError) -> dict:
 
 
 def retry_at(error: PlatformError, failures: int):
-    """Transient: back off (15 min, 30, 60 ... up to 6 h). Needing the user: once a day is enough."""
-    if error.kind in TRANSIENT:
+    """Transient or unexpected: back off (15 min, 30, 60 ... up to 6 h). Needing the user: once a day is enough."""
+    if error.kind in BACKOFF:
         return timezone.now() + min(RETRY_BASE * 2 ** max(failures - 1, 0), RETRY_MAX)
     return timezone.now() + timedelta(days=1)

@@ -61,6 +61,45 @@ class SocialAccount(models.Model):
         setattr(self, platform, doc)
 
 
+class AccountClaim(models.Model):
+    """Which Hayon user holds a platform account: the database refuses a second holder.
+
+    Taken in the same transaction that stores the connection and given up when it goes, so two
+    users connecting one account at the same moment cannot both win (issue 12, item 4). The
+    documents stay the source of what is shown; this table only says who may hold what.
+    """
+
+    platform = models.CharField(max_length=20)
+    account_key = models.CharField(max_length=500)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    claimed_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["platform", "account_key"], name="one_user_per_platform_account")]
+
+    def __repr__(self):
+        return f"<AccountClaim platform={self.platform!r} user_id={self.user_id}>"
+
+    __str__ = __repr__
+
+
+class QuotaUse(models.Model):
+    """Calls spent from an app-wide quota (Tumblr's hourly limit) in one window, counted in the
+    database so every process and host shares one count (platforms/quotas.py)."""
+
+    name = models.CharField(max_length=50)
+    window = models.BigIntegerField()  # the window's number: seconds since the epoch // its length
+    used = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["name", "window"], name="one_count_per_quota_window")]
+
+    def __repr__(self):
+        return f"<QuotaUse {self.name} window={self.window} used={self.used}>"
+
+    __str__ = __repr__
+
+
 class MastodonApp(models.Model):
     """Hayon's app registration on one Mastodon-API server, shared by every user of that server."""
 

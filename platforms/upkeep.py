@@ -1,9 +1,13 @@
 """The upkeep run behind `manage.py refresh_connections`: check every due connection.
 
-Work is claimed, not assumed: a short transaction picks due rows in primary-key order (with
-SKIP LOCKED on PostgreSQL, so copies on several hosts pass over each other's rows) and marks them
-`claimed_until`; other copies ignore claimed rows. The platform calls run on a thread pool with
-no lock held, and services.py re-checks the stored credentials before it writes. A copy that dies
+(The command keeps its documented name; most of what it does is checking, renewing only what
+the platform needs renewed.) Work is claimed, not assumed: a short transaction picks due rows in
+primary-key order (with SKIP LOCKED on PostgreSQL, so copies on several hosts pass over each
+other's rows) and marks them `claimed_until`; other copies ignore claimed rows. The platform
+calls run on worker threads with no lock held, and services.py writes only if the credential
+version it started from is still stored. An account that takes longer than its deadline is
+recorded as a failed check and left behind; one user-chosen server may hold only a share of the
+workers. A copy that dies
 leaves claims that run out after CLAIM_FOR. On SQLite the database lock serialises claims and
 `single_copy()` keeps a second copy from starting at all. On PostgreSQL one command may fork
 copies of itself (`processes`), which share the work through the same claims.
@@ -14,9 +18,10 @@ import multiprocessing
 import os
 import queue
 import threading
-from collections import Counter
+import time
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -26,10 +31,8 @@ from django.db import connection, connections, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from accounts import ratelimit
-
-from . import services
-from .documents import parse_iso
+from . import http, quotas, services
+from .documents import credential_version, parse_iso
 from .errors import Kind, PlatformError
 from .models import SocialAccount
 from .providers import PROVIDERS
@@ -38,7 +41,10 @@ from .providers.base import Provider
 log = logging.getLogger(__name__)
 
 CLAIM_FOR = timedelta(minutes=15)
-OUTCOMES = ("ok", "renewed", "expired", "revoked", "error", "retrying", "superseded", "deferred")
+ACCOUNT_DEADLINE = 120  # seconds one account may take; a check past it is left behind and recorded
+ABANDON_GRACE = 2  # seconds past the deadline before a check is left behind (see AccountCheck.overdue)
+SERVER_SHARE = 8  # one user-chosen server holds at most 1/8 of the workers (at least one)
+OUTCOMES = ("ok", "renewed", "expired", "revoked", "error", "retrying", "timed_out", "superseded", "deferred")
 DRY_RUN_OUTCOMES = ("due",)
 
 
@@ -53,6 +59,7 @@ class Options:
     concurrency: int = 16
     dry_run: bool = False
     processes: int = 1  # >1: forked copies sharing the concurrency (PostgreSQL only)
+    account_deadline: float = ACCOUNT_DEADLINE  # seconds
 
 
 @dataclass
@@ -89,14 +96,14 @@ def run(options: Options, *, progress: Callable[[int, int], None] | None = None)
             report.add([(p.name, "due") for p in _due_providers(account, now, providers)])
         return report
     total = _due_rows(now, providers, options).count()
-    with ThreadPoolExecutor(max_workers=options.concurrency, thread_name_prefix="upkeep") as pool:
-        try:
-            for results in _pipeline(pool, now, providers, options):
-                report.add(results)
-                if progress:
-                    progress(report.accounts, max(total, report.accounts))
-        finally:
-            _close_worker_connections(pool, options.concurrency)
+    workers = Workers(options.concurrency)
+    try:
+        for results in _pipeline(workers, now, providers, options):
+            report.add(results)
+            if progress:
+                progress(report.accounts, max(total, report.accounts))
+    finally:
+        workers.stop()
     return report
 
 
@@ -158,43 +165,167 @@ def _child(options: Options, done, results) -> None:
     results.put((dict(report.counts), report.accounts))
 
 
-def _close_worker_connections(pool: ThreadPoolExecutor, workers: int) -> None:
-    """Close the database connection of every worker thread (each thread opened its own).
+class Workers:
+    """`size` daemon threads checking accounts from a queue, each with its own database connection.
 
-    Each closing task waits at a barrier until `workers` of them run at once, so every worker
-    thread gets exactly one.
+    Not a ThreadPoolExecutor: a thread stuck in a platform call that never ends cannot be
+    interrupted, so the run leaves it behind (`abandon`), starts a replacement, and must be able
+    to exit without joining it. A thread left behind finishes its call, records what it found
+    (services writes only if nothing newer is stored), closes its connection and ends.
     """
-    barrier = threading.Barrier(workers)
 
-    def close():
+    def __init__(self, size: int):
+        self.tasks: queue.SimpleQueue = queue.SimpleQueue()
+        self.threads: set[threading.Thread] = set()
+        for _ in range(size):
+            self._start_thread()
+
+    def _start_thread(self) -> None:
+        thread = threading.Thread(target=self._work, name="upkeep", daemon=True)
+        thread.left_behind = False
+        self.threads.add(thread)
+        thread.start()
+
+    def submit(self, check: "AccountCheck", deadline: float) -> Future:
+        future = Future()
+        self.tasks.put((future, check, deadline))
+        return future
+
+    def _work(self) -> None:
+        me = threading.current_thread()
         try:
-            barrier.wait(timeout=30)
-        except threading.BrokenBarrierError:
-            pass  # a thread that never ran a task has no connection to close
-        connection.close()
+            while not me.left_behind:
+                item = self.tasks.get()
+                if item is None:
+                    return
+                future, check, deadline = item
+                if future.set_running_or_notify_cancel():
+                    try:
+                        future.set_result(check.run(deadline))
+                    except BaseException as exc:  # noqa: BLE001 -- handed to the dispatcher
+                        future.set_exception(exc)
+        finally:
+            connection.close()
 
-    list(pool.map(lambda _: close(), range(workers)))
+    def abandon(self, check: "AccountCheck") -> None:
+        """Leave `check`'s thread to its call, and put a fresh one in its place."""
+        thread = check.thread
+        if thread is not None and thread in self.threads:
+            thread.left_behind = True
+            self.threads.discard(thread)
+            LEFT_BEHIND.append(thread)
+            self._start_thread()
+
+    def stop(self) -> None:
+        # One stop signal for every thread that may still read the queue: a thread left behind
+        # just as its check ended may be waiting on it too, and must not take a live thread's.
+        for _ in range(len(self.threads) + len(LEFT_BEHIND)):
+            self.tasks.put(None)
+        for thread in list(self.threads):
+            thread.join()
 
 
-def _pipeline(pool, now, providers, options) -> Iterator[list[tuple[str, str]]]:
-    """Keep about two batches in flight: claim more as accounts finish, until none are due."""
-    in_flight, finished, cursor, exhausted = {}, [], 0, False
+LEFT_BEHIND: list[threading.Thread] = []  # threads abandoned to a stalled call (tests join them)
+
+
+@dataclass(eq=False)
+class AccountCheck:
+    """One claimed account's due connections, checked in turn on a worker thread."""
+
+    account: SocialAccount
+    providers: list[Provider]
+    results: list[tuple[str, str]] = field(default_factory=list)
+    current: Provider | None = None
+    started: float | None = None  # time.monotonic() when a worker took it
+    thread: threading.Thread | None = None
+    abandoned: bool = False
+    servers: set[str] = field(init=False)  # the user-chosen servers these checks will call
+
+    def __post_init__(self):
+        self.servers = {host for host in (p.server_of(self.account.document(p.name)) for p in self.providers) if host}
+
+    def run(self, deadline: float) -> list[tuple[str, str]]:
+        self.thread, self.started = threading.current_thread(), time.monotonic()
+        with http.deadline(deadline):  # every platform call of this account shares one budget
+            for provider in self.providers:
+                if self.abandoned:
+                    break
+                self.current = provider
+                self.results.append((provider.name, _upkeep_one(self.account, provider)))
+        self.current = None
+        return self.results
+
+    def overdue(self, deadline: float) -> bool:
+        """Past the deadline and the grace the HTTP layer needs to end its own call and record it:
+        what is still running then is stuck somewhere no deadline reaches."""
+        return self.started is not None and time.monotonic() - self.started > deadline + ABANDON_GRACE
+
+    def give_up(self, deadline: float) -> list[tuple[str, str]]:
+        """Record the connection being checked as failed (transient): the run goes on without it."""
+        self.abandoned = True
+        provider = self.current
+        if provider is None:
+            return list(self.results)
+        log.warning("upkeep of %s for account %s did not finish within %ss: left behind",
+                    provider.name, self.account.pk, deadline)
+        error = PlatformError(Kind.UNAVAILABLE, f"{provider.label} did not finish answering within {deadline:g} seconds.")
+        try:
+            services.record_failure(user=self.account.user, provider=provider, error=error,
+                                    expected_version=credential_version(self.account.document(provider.name)))
+        except Exception as exc:  # noqa: BLE001 -- the database failed us for this account; the others go on
+            log.error("recording a stalled check for account %s failed: %s", self.account.pk, type(exc).__name__)
+        return [*self.results, (provider.name, "timed_out")]
+
+
+def _pipeline(workers: Workers, now, providers, options) -> Iterator[list[tuple[str, str]]]:
+    """Claim due accounts as others finish, keep `concurrency` of them in flight, and let one
+    user-chosen server hold at most a small share of the workers (so a server that never answers
+    slows only its own accounts). An account in flight past `account_deadline` is given up."""
+    share = max(1, options.concurrency // SERVER_SHARE)
+    waiting: deque[AccountCheck] = deque()
+    running: dict[Future, AccountCheck] = {}
+    busy: Counter = Counter()
+    finished, cursor, exhausted = [], 0, False
     while True:
-        while not exhausted and len(in_flight) < 2 * options.concurrency:
+        while not exhausted and len(waiting) < options.concurrency:
             accounts = claim(now, providers, options, after=cursor, limit=options.concurrency)
             exhausted = not accounts
             if accounts:
                 cursor = accounts[-1].pk
-                in_flight.update({pool.submit(check_account, a, now, providers): a.pk for a in accounts})
-        if len(finished) >= options.concurrency or (finished and not in_flight):
+                waiting.extend(AccountCheck(a, _due_providers(a, now, providers)) for a in accounts)
+        for check in list(waiting):
+            if len(running) >= options.concurrency:
+                break
+            if all(busy[host] < share for host in check.servers):
+                waiting.remove(check)
+                busy.update(check.servers)
+                running[workers.submit(check, options.account_deadline)] = check
+        if len(finished) >= options.concurrency or (finished and not running):
             release(finished)  # in batches: one write per batch, not one per account
             finished = []
-        if not in_flight:
+        if not running:
             return
-        done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-        finished += [in_flight.pop(future) for future in done]
+        done, _ = wait(running, timeout=_next_deadline(running.values(), options.account_deadline),
+                       return_when=FIRST_COMPLETED)
         for future in done:
+            check = running.pop(future)
+            busy.subtract(check.servers)
+            finished.append(check.account.pk)
             yield _result(future)
+        for future, check in list(running.items()):
+            if not future.done() and check.overdue(options.account_deadline):
+                del running[future]
+                workers.abandon(check)
+                busy.subtract(check.servers)
+                finished.append(check.account.pk)
+                yield check.give_up(options.account_deadline)
+
+
+def _next_deadline(checks, deadline: float) -> float:
+    started = [c.started for c in checks if c.started is not None]
+    if not started:
+        return 1.0  # none has begun yet: look again shortly
+    return max(0.05, min(started) + deadline + ABANDON_GRACE - time.monotonic())
 
 
 def _result(future) -> list[tuple[str, str]]:
@@ -235,15 +366,6 @@ def release(pks: list[int]) -> None:
     SocialAccount.objects.filter(pk__in=pks).update(claimed_until=None)
 
 
-def check_account(account: SocialAccount, now: datetime, providers: list[Provider]) -> list[tuple[str, str]]:
-    """Check one account's due connections in turn; runs on a worker thread.
-
-    The worker keeps its database connection for the whole run (closed at the end by run()).
-    Every write goes through services, which re-reads the row under a lock first.
-    """
-    return [(p.name, _check(account, p)) for p in _due_providers(account, now, providers)]
-
-
 def _due_providers(account: SocialAccount, now, providers: list[Provider]) -> list[Provider]:
     due = []
     for provider in providers:
@@ -254,33 +376,32 @@ def _due_providers(account: SocialAccount, now, providers: list[Provider]) -> li
     return due
 
 
-def _check(account: SocialAccount, provider: Provider) -> str:
+def _upkeep_one(account: SocialAccount, provider: Provider) -> str:
+    """Upkeep of one connection on a worker thread: its outcome for the summary."""
     if not provider.is_configured() or not _within_budget(provider):
         return "deferred"  # still due: the next run picks it up
     try:
-        return services.check_connection(account=account, provider=provider)
+        return services.upkeep_connection(account=account, provider=provider)
     except Exception as exc:  # one account's surprise must not stop the others
         # The type only: an exception's text can quote a URL that carries a token.
         log.error("upkeep of %s for account %s failed: %s", provider.name, account.pk, type(exc).__name__)
-        error = PlatformError(Kind.BAD_REPLY, "Hayon hit an unexpected problem checking this connection.")
-        services.record_failure(user=account.user, provider=provider, error=error)
+        error = PlatformError(Kind.UNEXPECTED, "Hayon hit an unexpected problem checking this connection.")
+        try:  # recorded against the credential this check started from, never a newer one
+            services.record_failure(user=account.user, provider=provider, error=error,
+                                    expected_version=credential_version(account.document(provider.name)))
+        except Exception as again:  # noqa: BLE001 -- the database itself is failing: the next run retries
+            log.error("recording that failure for account %s failed too: %s", account.pk, type(again).__name__)
         return "error"
 
 
-_budget_lock = threading.Lock()
-
-
 def _within_budget(provider: Provider) -> bool:
-    """App-wide hourly limits (Tumblr): count this call, or say no once the hour's share is spent."""
+    """App-wide hourly limits (Tumblr): count this call, or say no once the hour's share is spent.
+
+    Counted in the database, so every run, forked child and host shares one count.
+    """
     if not provider.upkeep_per_hour_setting:
         return True
-    limit = ratelimit.Limit(f"upkeep-{provider.name}", getattr(settings, provider.upkeep_per_hour_setting), 3600)
-    with _budget_lock:  # the cache counter is check-then-add; threads of one copy take turns
-        try:
-            ratelimit.hit([(limit, "app")])
-        except ratelimit.RateLimited:
-            return False
-    return True
+    return quotas.spend(f"upkeep-{provider.name}", limit=getattr(settings, provider.upkeep_per_hour_setting), seconds=3600)
 
 
 @contextmanager

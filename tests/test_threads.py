@@ -1,5 +1,7 @@
 """Threads: code -> short-lived -> long-lived token -> profile; renewal after 24 hours; no revoke API."""
+from contextlib import contextmanager
 from datetime import timedelta
+from unittest.mock import patch
 
 import pytest
 import requests
@@ -7,7 +9,7 @@ import responses
 from django.utils import timezone
 from responses import matchers
 
-from platforms.documents import iso, read_auth
+from platforms.documents import iso, parse_iso, read_auth
 from platforms.services import account_for
 
 from .conftest import SENTINEL
@@ -24,6 +26,20 @@ def serve(rsps):
              match=[matchers.query_param_matcher({"grant_type": "th_exchange_token"}, strict_match=False)])
     rsps.get(f"{GRAPH}/v1.0/me", json=fx.THREADS_ME)
     rsps.get(f"{GRAPH}/refresh_access_token", json=fx.THREADS_RENEWED)
+
+
+def assert_expires_in(value: str, seconds: int) -> None:
+    """`value` is what Threads said: `seconds` from now (give or take the test's own run time)."""
+    expected = timezone.now() + timedelta(seconds=seconds)
+    assert abs((parse_iso(value) - expected).total_seconds()) < 60, value
+
+
+@contextmanager
+def freeze_in(*, days: int):
+    """Hayon's clock `days` ahead (the platform replies are recorded, so they do not age)."""
+    moved = timezone.now() + timedelta(days=days)
+    with patch("django.utils.timezone.now", return_value=moved):
+        yield
 
 
 def connect(client):
@@ -51,8 +67,7 @@ def test_connect_exchanges_for_a_long_lived_token(signed_in, user):
     doc = stored(user)
     assert doc["platformId"] == "17841400000000001" and doc["profile"]["handle"] == "threadsuser"
     assert doc["profile"]["description"] == "Short bio"
-    expires = doc["expiresAt"]
-    assert expires and timezone.now() + timedelta(days=59) < __import__("platforms.documents").documents.parse_iso(expires)
+    assert_expires_in(doc["expiresAt"], fx.THREADS_LONG["expires_in"])
     assert read_auth(doc)["accessToken"] == "SENTINEL-7f3a9c-threads-long" and SENTINEL not in str(doc)
     page = signed_in.get("/settings").content.decode()
     assert "Token expires" in page
@@ -96,7 +111,35 @@ def test_token_older_than_a_day_is_renewed(api, user):
     data = api.get("/api/platform/threads/refresh").json()["data"]
     assert [c for c in responses.calls if "refresh_access_token" in c.request.url]
     assert read_auth(stored(user))["accessToken"] == "SENTINEL-7f3a9c-threads-renewed"
-    assert data["health"]["status"] == "active" and data["expiresAt"]
+    assert data["health"]["status"] == "active"
+    assert_expires_in(data["expiresAt"], fx.THREADS_RENEWED["expires_in"])
+    assert stored(user)["expiresAt"] == data["expiresAt"]
+
+
+@responses.activate
+def test_a_renewal_followed_by_a_failure_keeps_the_new_token_and_its_expiry(api, user):
+    """Issue 12, item 2: Threads renewed the token, then the profile call failed."""
+    seeded(user, age_hours=30, expires_in_days=1)
+    responses.replace(responses.GET, f"{GRAPH}/v1.0/me", status=500, body="<html>oops</html>")
+    assert api.get("/api/platform/threads/refresh").status_code == 502
+    doc = stored(user)
+    auth = read_auth(doc)
+    assert auth["accessToken"] == "SENTINEL-7f3a9c-threads-renewed"
+    assert abs((parse_iso(auth["issuedAt"]) - timezone.now()).total_seconds()) < 60
+    assert_expires_in(doc["expiresAt"], fx.THREADS_RENEWED["expires_in"])  # not the old one, a day away
+    assert doc["health"]["status"] == "active" and "will be retried" in doc["health"]["reason"]
+    # Two days on, the old expiry has passed: the next check asks Threads instead of calling it expired.
+    responses.replace(responses.GET, f"{GRAPH}/v1.0/me", json=fx.THREADS_ME)
+    with freeze_in(days=2):
+        assert api.get("/api/platform/threads/refresh").status_code == 200
+    assert stored(user)["health"]["status"] == "active"
+
+
+@responses.activate
+def test_an_expired_token_reads_as_expired_on_the_card(signed_in, user):
+    seeded(user, age_hours=24 * 70, expires_in_days=-3)
+    page = signed_in.get("/settings").content.decode()
+    assert "(expired 3 days ago)" in page and "(in less than a minute)" not in page
 
 
 @responses.activate
@@ -135,3 +178,15 @@ def test_disconnecting_threads_leaves_facebook_alone(api, user):
     seeded(user, age_hours=2)
     api.delete("/api/platform/threads/disconnect")
     assert account_for(user).document("facebook")["connected"] is True
+
+
+@pytest.mark.parametrize("picture", ["javascript:alert(document.cookie)", "data:image/svg+xml;base64,PHN2Zz4=",
+                                     "//evil.example/a.png", "  JAVASCRIPT:alert(1)"])
+@responses.activate
+def test_an_avatar_that_is_not_a_web_address_is_dropped(api, signed_in, user, picture):
+    """Issue 13, item 14: only http(s) avatars are stored, so no page ever renders another scheme."""
+    seeded(user, age_hours=2)
+    responses.replace(responses.GET, f"{GRAPH}/v1.0/me", json={**fx.THREADS_ME, "threads_profile_picture_url": picture})
+    assert api.get("/api/platform/threads/refresh").json()["data"]["profile"]["avatar"] == ""
+    assert stored(user)["profile"]["avatar"] == ""
+    assert picture.strip() not in signed_in.get("/settings").content.decode()

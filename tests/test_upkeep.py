@@ -4,6 +4,8 @@
 import io
 import json
 import os
+import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -22,12 +24,12 @@ from django.utils import timezone
 from httpx import Response
 
 from accounts.models import User
-from platforms import upkeep
+from platforms import quotas, services, upkeep
 from platforms.documents import iso, read_auth
 from platforms.models import SocialAccount
 from platforms.services import account_for
 
-from .conftest import seed_connection
+from .conftest import seed_connection, this_database_url
 from .fixtures import bluesky as bsky
 from .fixtures import mastodon as mfx
 from .fixtures import meta as metafx
@@ -78,6 +80,12 @@ def doc(user, name):
     return account_for(user).document(name)
 
 
+def checks_made() -> list[str]:
+    """The tokens Mastodon's verify_credentials was called with (other calls, such as the
+    instance's limits, are not checks of an account)."""
+    return [c.request.headers["Authorization"] for c in responses.calls if "verify_credentials" in c.request.url]
+
+
 # -- what is due -----------------------------------------------------------------------------------
 @responses.activate
 def test_only_due_connections_are_checked_and_then_scheduled(transactional_db):
@@ -86,7 +94,7 @@ def test_only_due_connections_are_checked_and_then_scheduled(transactional_db):
     set_doc(later, "mastodon", nextCheckAt=iso(timezone.now() + timedelta(hours=3)))
     table = summary(run())
     assert table["mastodon"]["checked"] == 1 and table["mastodon"]["ok"] == 1
-    assert [c.request.headers["Authorization"] for c in responses.calls] == ["Bearer SENTINEL-7f3a9c-due"]
+    assert checks_made() == ["Bearer SENTINEL-7f3a9c-due"]
     checked = doc(due, "mastodon")
     assert checked["health"]["status"] == "active" and checked["health"]["checkedAt"]
     assert SocialAccount.objects.get(user=due).next_check_at > timezone.now() + timedelta(hours=23)
@@ -109,7 +117,7 @@ def test_platform_and_user_options_narrow_the_run(transactional_db):
     seed_connection(bob, "tumblr", handle="bob")
     untouched = doc(alice, "mastodon"), doc(bob, "tumblr")
     assert summary(run("--platform", "mastodon", "--user", "bob"))["total"]["checked"] == 1
-    assert [c.request.headers["Authorization"] for c in responses.calls] == ["Bearer SENTINEL-7f3a9c-bob"]
+    assert checks_made() == ["Bearer SENTINEL-7f3a9c-bob"]
     assert (doc(alice, "mastodon"), doc(bob, "tumblr")) == untouched
     with pytest.raises(Exception, match="No user 'nobody'"):
         run("--user", "nobody")
@@ -255,7 +263,7 @@ def test_facebook_invalid_token_marks_facebook_and_instagram(transactional_db, s
 @responses.activate
 def test_tumblr_upkeep_stays_within_its_hourly_share(transactional_db, settings):
     settings.HAYON_TUMBLR_UPKEEP_PER_HOUR = 2
-    cache.clear()  # the hourly counter lives in the cache
+    cache.clear()  # nothing left over from other tests (the hourly count itself is in the database)
     responses.get("https://api.tumblr.com/v2/user/info", json=tfx.USER_INFO)
     for name in ("t1", "t2", "t3"):
         seed_connection(User.objects.create_user(name, f"{name}@example.com", "a long enough password"),
@@ -402,9 +410,7 @@ def test_forked_processes_share_the_work_and_report_it_together():
             seed_connection(user, "mastodon", handle=f"p{i}", auth={"accessToken": token},
                             identifiers={"instanceUrl": server.url, "accountId": "42"})
             users.append(user)
-        db = connection.settings_dict
-        url = f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-        env = {**os.environ, "DJANGO_ENV": "test", "DATABASE_URL": url, "HAYON_ALLOW_PRIVATE_HOSTS": "true"}
+        env = {**os.environ, "DJANGO_ENV": "test", "DATABASE_URL": this_database_url(), "HAYON_ALLOW_PRIVATE_HOSTS": "true"}
         command = [sys.executable, "manage.py", "refresh_connections", "--no-progress", "--processes", "2", "--concurrency", "4"]
         result = subprocess.run(command, cwd=settings.BASE_DIR, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
@@ -413,3 +419,170 @@ def test_forked_processes_share_the_work_and_report_it_together():
     assert sorted(checks) == sorted(f"SENTINEL-7f3a9c-fork-{i}" for i in range(12))  # each once
     for user in users:
         assert doc(user, "mastodon")["health"]["status"] == "active"
+
+
+# -- a server that never finishes (issue 13, item 3) -----------------------------------------------
+class StallingServer:
+    """Answers every request with headers and a long body, one byte at a time, never finishing
+    (until `close`): no read ever waits long enough to time out. Notes when each request came."""
+
+    def __init__(self):
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.stop, self.lock = threading.Event(), threading.Lock()
+        self.arrivals: list[float] = []  # time.monotonic() of each connection
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while not self.stop.is_set():
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._trickle, args=(client,), daemon=True).start()
+
+    def _trickle(self, client):
+        with self.lock:
+            self.arrivals.append(time.monotonic())
+        try:
+            client.recv(65536)
+            client.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{")
+            while not self.stop.wait(0.3):
+                client.sendall(b" ")
+        except OSError:
+            pass
+        finally:
+            client.close()
+
+    def close(self):
+        self.stop.set()
+        self.listener.close()
+
+
+def join_left_behind():
+    """Threads the run left to a stalled call end once their call does (the test ends it first)."""
+    for thread in upkeep.LEFT_BEHIND:
+        thread.join(timeout=30)
+    upkeep.LEFT_BEHIND.clear()
+
+
+def test_stalled_servers_hold_up_neither_the_run_nor_the_healthy_accounts(transactional_db, settings):
+    settings.HAYON_ALLOW_PRIVATE_HOSTS = True  # both servers are on 127.0.0.1
+    settings.HAYON_HTTP_TIMEOUT = 60  # a read never waits that long: only the account deadline ends them
+    stalling = StallingServer()
+    try:
+        with FakeMastodon() as healthy:
+            users = {}
+            for name, server in [("s1", stalling), ("h1", healthy), ("s2", stalling), ("h2", healthy), ("h3", healthy)]:
+                token = f"SENTINEL-7f3a9c-{name}"
+                healthy.tokens[token] = "client"
+                users[name] = User.objects.create_user(name, f"{name}@example.com", "a long enough password")
+                seed_connection(users[name], "mastodon", handle=name, auth={"accessToken": token},
+                                identifiers={"instanceUrl": server.url, "accountId": "42"})
+            started = time.monotonic()
+            table = summary(run("--concurrency", "2", "--account-deadline", "2"))
+            took = time.monotonic() - started
+            checked = sorted(r.bearer() for r in healthy.calls if r.path == "/api/v1/accounts/verify_credentials")
+    finally:
+        stalling.close()
+        join_left_behind()
+    assert took < 25, f"the run took {took:.0f}s"  # two stalls one after the other: about 2 x (2 + 2) s
+    assert checked == ["SENTINEL-7f3a9c-h1", "SENTINEL-7f3a9c-h2", "SENTINEL-7f3a9c-h3"]
+    assert table["mastodon"]["checked"] == 5 and table["mastodon"]["ok"] == 3
+    for name in ("s1", "s2"):
+        health = doc(users[name], "mastodon")["health"]
+        assert health["consecutiveFailures"] == 1 and "did not" in health["reason"], health
+    # Concurrency 2: the server may hold one worker, so the second account waited for the first.
+    first, second = stalling.arrivals[0], next(t for t in stalling.arrivals if t - stalling.arrivals[0] > 0.5)
+    assert second - first >= 1.5 and len([t for t in stalling.arrivals if t - first < 1]) == 1
+
+
+@responses.activate
+def test_an_account_stuck_where_no_timeout_reaches_is_left_behind_and_recorded(transactional_db, monkeypatch):
+    """The per-account deadline holds on its own: the run stops waiting for that account."""
+    responses.get(f"{M}/api/v1/accounts/verify_credentials", json=mfx.ACCOUNT)
+    users = [mastodon_user(name) for name in ("stuck", "fine1", "fine2")]
+    from platforms.providers import mastodon
+
+    original, release = mastodon.MastodonProvider.upkeep, threading.Event()
+
+    def hang_for_stuck(self, *, doc, auth):
+        if auth["accessToken"].endswith("stuck"):
+            release.wait(20)  # longer than the run may take: the run must not wait for it
+        return original(self, doc=doc, auth=auth)
+
+    monkeypatch.setattr(mastodon.MastodonProvider, "upkeep", hang_for_stuck)
+    started = time.monotonic()
+    try:
+        table = summary(run("--concurrency", "2", "--account-deadline", "1"))
+        took = time.monotonic() - started
+    finally:
+        release.set()
+        join_left_behind()
+    assert took < 15 and table["mastodon"]["ok"] == 2 and table["mastodon"]["timed out"] == 1
+    assert checks_made().count("Bearer SENTINEL-7f3a9c-fine1") == 1
+
+
+# -- the Tumblr share, counted once for every run (issue 12, item 7) --------------------------------
+@responses.activate
+def test_two_runs_share_the_hourly_tumblr_count(transactional_db, settings):
+    settings.HAYON_TUMBLR_UPKEEP_PER_HOUR = 2
+    responses.get("https://api.tumblr.com/v2/user/info", json=tfx.USER_INFO)
+    for name in ("t1", "t2", "t3"):
+        seed_connection(User.objects.create_user(name, f"{name}@example.com", "a long enough password"),
+                        "tumblr", handle=name, auth={"oauthToken": f"SENTINEL-7f3a9c-{name}", "oauthTokenSecret": "s"})
+    assert summary(run("--concurrency", "1"))["tumblr"]["deferred"] == 1
+    cache.clear()  # a second cron run is a new process: nothing it counted in memory survives
+    second = summary(run("--concurrency", "1"))
+    assert len(responses.calls) == 2 and second["tumblr"]["checked"] == 0 and second["tumblr"]["deferred"] == 1
+    assert quotas.used("upkeep-tumblr", seconds=3600) == 2
+
+
+# -- review items ----------------------------------------------------------------------------------
+def test_a_surprise_after_a_reconnect_is_not_recorded_against_the_new_connection(transactional_db, monkeypatch):
+    """The catch-all records its failure against the credential version the check started from."""
+    user = mastodon_user("racing")
+
+    def reconnect_then_fail(*, account, provider):
+        seed_connection(user, "mastodon", handle="racing", auth={"accessToken": "SENTINEL-7f3a9c-newer"},
+                        identifiers={"instanceUrl": M, "accountId": "1"})
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(services, "upkeep_connection", reconnect_then_fail)
+    assert summary(run())["mastodon"]["errors"] == 1
+    health = doc(user, "mastodon")["health"]
+    assert health["status"] == "active" and health["consecutiveFailures"] == 0
+
+
+def test_the_upkeep_lock_file_is_not_part_of_the_tree():
+    """Issue 12, item 16: `git status` stays clean after a run on the development database."""
+    if shutil.which("git") is None or not (settings.BASE_DIR / ".git").exists():
+        pytest.skip("not a git checkout")
+    for name in ("db.sqlite3.upkeep-lock", "db.sqlite3-wal", "db.sqlite3-shm"):
+        ignored = subprocess.run(["git", "check-ignore", "-q", name], cwd=settings.BASE_DIR)
+        assert ignored.returncode == 0, name
+
+
+@pytest.mark.django_db
+def test_a_quota_window_opened_by_another_process_meanwhile_is_not_taken_for_spent(monkeypatch):
+    """Two copies opening the hour's window at once: the one that lost the race still counts its call."""
+    from platforms.models import QuotaUse
+
+    filter_rows, raced = QuotaUse.objects.filter, []
+
+    class AnotherProcessOpensTheWindow:
+        def __init__(self, rows):
+            self.rows = rows
+
+        def update(self, **changes):
+            if not raced:  # between this UPDATE finding no row and the next look, another copy creates it
+                raced.append(QuotaUse.objects.create(name="race", window=int(time.time()) // 3600, used=0))
+                return 0
+            return self.rows.update(**changes)
+
+        def __getattr__(self, name):
+            return getattr(self.rows, name)
+
+    monkeypatch.setattr(QuotaUse.objects, "filter", lambda *a, **k: AnotherProcessOpensTheWindow(filter_rows(*a, **k)))
+    assert quotas.spend("race", limit=5, seconds=3600) is True
+    assert quotas.used("race", seconds=3600) == 1

@@ -5,6 +5,7 @@ It never saves a model and never decides health: services.py does both, in one p
 """
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.utils import timezone
@@ -43,11 +44,21 @@ class Provider:
     linked: dict[str, str] = {}  # other sub-documents this connection fills, with their labels
     required_settings: tuple[str, ...] = ()
     connect_form = None  # a Django form class for what the user types before connecting
+    reconnect_initial: dict[str, str] = {}  # form field -> public document key, to pre-fill Reconnect
     credential_connect = False  # True: connecting completes within the request (no redirect)
     signed_state = True  # False: the flow key is the platform's own token (OAuth 1.0a)
     revokes_remotely = True  # False: disconnect can only forget; the user removes access there
     manage_access_url = ""  # where the user removes Hayon's access by hand
-    refresh_under_lock = False  # True: renewing rotates the credential; hold the row lock throughout
+    # True: renewing retires the old credential at once (a rotating refresh token), so only one
+    # renewal may run at a time: services holds a short lease in the document while it does.
+    rotates_credentials = False
+    # True: revoke() withdraws only the credential it is given, so Hayon can revoke one it will not
+    # keep (a replaced or refused token) without touching the one it keeps. False when revoking
+    # withdraws the whole grant (Facebook's DELETE /permissions).
+    revokes_single_credential = False
+    # The public document field naming a server the user chose (a Mastodon instance, a PDS):
+    # upkeep lets one server hold only a small share of its workers.
+    server_field = ""
     # Credential connects: {"user"|"ip"|"identifier": (attempts, seconds)}, checked before any call.
     connect_rate_limits: dict[str, tuple[int, int]] = {}
     rate_limit_field = ""  # the form field that names the account, for the "identifier" limit
@@ -92,9 +103,22 @@ class Provider:
         """Finish a PendingChoice with the option the user picked."""
         raise NotImplementedError
 
+    def connects_within_request(self, data: dict) -> bool:
+        """True: `connect_with_credentials`; False: `begin` a redirect (Bluesky offers both)."""
+        return self.credential_connect
+
     def connect_with_credentials(self, *, data: dict) -> Connection:
         """Credential platforms (Bluesky): connect within the request."""
         raise NotImplementedError
+
+    def connection_method(self, doc: dict) -> str:
+        """How a stored connection signs in, for the card ("" when there is only one way)."""
+        return ""
+
+    def switch_offer(self, doc: dict) -> dict | None:
+        """A better way to connect this account, offered on its card: {"label", "fields"} posted
+        to the connect form, or None."""
+        return None
 
     # -- upkeep ----------------------------------------------------------------------------------
     def refresh(self, *, doc: dict, auth: dict) -> Connection:
@@ -118,12 +142,20 @@ class Provider:
             due = min(due, max(connection.expires_at - self.renew_window, timezone.now() + timedelta(minutes=5)))
         return due
 
+    def server_of(self, doc: dict) -> str:
+        """The host of the user-chosen server this connection talks to; "" for the platform's own."""
+        value = doc.get(self.server_field) if self.server_field else ""
+        return urlsplit(value).netloc.lower() if isinstance(value, str) else ""
+
     def upkeep(self, *, doc: dict, auth: dict) -> Connection:
         """What the upkeep command does for one connection; by default a refresh."""
         return self.refresh(doc=doc, auth=auth)
 
     def revoke(self, *, doc: dict, auth: dict) -> None:
-        """Withdraw Hayon's access at the platform (raises PlatformError when that fails)."""
+        """Withdraw Hayon's access at the platform (raises PlatformError when that fails).
+
+        `doc` may be a document never stored (a connection refused as already in use): only its
+        public identifiers are there."""
 
 
 def _single(query, name: str) -> str:

@@ -11,16 +11,17 @@ from django.conf import settings
 from django.utils import timezone
 
 from .. import http
-from ..documents import Connection, Profile, iso, parse_iso
+from ..documents import Connection, Profile, iso, parse_iso, profile_from
 from ..errors import Kind, PlatformError
 from .meta import meta_error
+from .threads_publish import ThreadsPublishing
 from .oauth2 import OAuth2Provider, callback_code
 
 PROFILE_FIELDS = "id,username,name,threads_profile_picture_url,threads_biography"
 RENEWABLE_AFTER = timedelta(hours=24)
 
 
-class ThreadsProvider(OAuth2Provider):
+class ThreadsProvider(ThreadsPublishing, OAuth2Provider):
     name = "threads"
     label = "Threads"
     color = "#101010"
@@ -95,15 +96,16 @@ class ThreadsProvider(OAuth2Provider):
         )
 
     def refresh(self, *, doc: dict, auth: dict) -> Connection:
-        return self._check(doc, auth, renew=self.needs_renewal(auth))
+        return self._verify_renewing_if(doc, auth, renew=self.needs_renewal(auth))
 
     def upkeep(self, *, doc: dict, auth: dict) -> Connection:
         """Renew only when the token is at least a day old and expires within the renewal window."""
         expires = parse_iso(doc.get("expiresAt"))
         expiring = expires is not None and expires - timezone.now() <= self.renew_window
-        return self._check(doc, auth, renew=expiring and self.needs_renewal(auth))
+        return self._verify_renewing_if(doc, auth, renew=expiring and self.needs_renewal(auth))
 
-    def _check(self, doc: dict, auth: dict, *, renew: bool) -> Connection:
+    def _verify_renewing_if(self, doc: dict, auth: dict, *, renew: bool) -> Connection:
+        """Renew the token first when asked, then read the profile with the token now current."""
         now = timezone.now()
         expires = parse_iso(doc.get("expiresAt"))
         if expires and expires <= now:
@@ -118,10 +120,19 @@ class ThreadsProvider(OAuth2Provider):
             current = renewed = self._token(response)
         try:
             return self._connection(current)
-        except PlatformError as error:
+        except Exception as exc:  # noqa: BLE001 -- whatever failed, the renewed token and its expiry are kept
+            error = exc if isinstance(exc, PlatformError) else PlatformError(
+                Kind.UNEXPECTED, "Threads sent a reply Hayon could not use.")
             if renewed:
-                error.replacement_auth = {"accessToken": renewed["accessToken"], "issuedAt": renewed["issuedAt"]}
-            raise
+                error.replacement = Connection(
+                    profile=profile_from(doc), account_key=str(doc.get("accountKey") or doc.get("platformId") or ""),
+                    identifiers={"platformId": doc.get("platformId", "")},
+                    auth={"accessToken": renewed["accessToken"], "issuedAt": renewed["issuedAt"]},
+                    expires_at=parse_iso(renewed["expiresAt"]),
+                )
+            if error is exc:
+                raise
+            raise error from None
 
     def needs_renewal(self, auth: dict) -> bool:
         issued = parse_iso(auth.get("issuedAt"))

@@ -1,4 +1,6 @@
-"""Keep every connection healthy: renew what expires, check the rest, record health.
+"""Keep every connection healthy: check each due one, renew what expires, record health.
+
+The name is the documented one (cron lines use it); what it mostly does is check.
 
 Run it from cron or a systemd timer (README, "Keeping connections healthy"). Only accounts
 whose next check is due are touched, so running it often is cheap. Several copies may run at
@@ -13,7 +15,7 @@ from platforms import upkeep
 from platforms.providers import PROVIDERS
 
 COLUMNS = {"ok": "ok", "renewed": "renewed", "expired": "expired", "revoked": "revoked", "error": "errors",
-           "retrying": "retrying", "superseded": "changed meanwhile", "deferred": "deferred"}
+           "retrying": "retrying", "timed_out": "timed out", "superseded": "changed meanwhile", "deferred": "deferred"}
 
 
 class Command(BaseCommand):
@@ -28,6 +30,9 @@ class Command(BaseCommand):
                             help="Accounts checked at once (network-bound; default 16).")
         parser.add_argument("--processes", type=int, default=None,
                             help="Processes sharing the concurrency (PostgreSQL; default one per CPU, at most 4).")
+        parser.add_argument("--account-deadline", type=float, default=upkeep.ACCOUNT_DEADLINE,
+                            help="Seconds one account may take before it is recorded as failed and left "
+                                 f"behind (default {upkeep.ACCOUNT_DEADLINE}).")
         parser.add_argument("--dry-run", action="store_true", help="List what is due; call no platform, change nothing.")
         parser.add_argument("--no-progress", action="store_true", help="No progress bar, even on a terminal.")
 
@@ -36,9 +41,12 @@ class Command(BaseCommand):
             raise CommandError("--concurrency must be between 1 and 256.")
         if options["processes"] is not None and not 1 <= options["processes"] <= 64:
             raise CommandError("--processes must be between 1 and 64.")
+        if not 1 <= options["account_deadline"] <= 3600:
+            raise CommandError("--account-deadline must be between 1 and 3600 seconds.")
         run_options = upkeep.Options(
             platforms=tuple(options["platform"]), user_ids=self._user_ids(options["user"]),
             concurrency=options["concurrency"], dry_run=options["dry_run"],
+            account_deadline=options["account_deadline"],
             processes=options["processes"] or upkeep.default_processes(),
         )
         show_progress = not options["no_progress"] and sys.stderr.isatty()
