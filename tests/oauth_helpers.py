@@ -14,7 +14,21 @@ def start(client, platform: str, **form) -> str:
 
 
 def callback(client, platform: str, **params):
-    return client.get(f"/api/platform/{platform}/callback", params)
+    """The platform sends the browser back to the redirect URI its flow was begun with (one per
+    Mastodon server); a state that names no flow of this platform goes to the plain callback."""
+    return client.get(redirect_path(platform, params.get("state", "")), params)
+
+
+def redirect_path(platform: str, state) -> str:
+    import hashlib
+
+    from platforms import crypto
+    from platforms.models import PendingFlow
+
+    nonce = state.split(".")[0] if isinstance(state, str) else ""
+    row = PendingFlow.objects.filter(id=hashlib.sha256(nonce.encode()).hexdigest(), platform=platform).first()
+    uri = crypto.decrypt(row.payload).get("redirect_uri", "") if row else ""
+    return urlsplit(uri).path if uri else f"/api/platform/{platform}/callback"
 
 
 def form_of(call) -> dict:

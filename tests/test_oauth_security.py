@@ -28,16 +28,23 @@ def token_calls():
 
 
 @responses.activate
-def test_state_is_random_opaque_and_names_nobody(signed_in, user):
-    """Case 1."""
+def test_state_is_random_opaque_and_names_nobody(db):
+    """Case 1. The user's id is made distinctive so that a state carrying it in any form shows."""
+    from accounts.models import User
+
+    user = User.objects.create_user("alice", "alice@example.com", "correct horse battery", pk=731904)
+    signed_in = Client()
+    signed_in.force_login(user)
     serve_server(responses)
     states = {query_of(start(signed_in, "mastodon", instance="social.example"))["state"] for _ in range(5)}
     assert len(states) == 5
     for state in states:
         nonce = state.split(".")[0]
-        assert len(base64.urlsafe_b64decode(nonce + "==")) >= 16  # >= 128 random bits
+        raw = base64.urlsafe_b64decode(nonce + "==")
+        assert len(raw) >= 16  # >= 128 random bits
         lowered = state.lower()
-        assert str(user.pk) not in state.split(".") and "alice" not in lowered and "mastodon" not in lowered
+        assert "731904" not in state and b"731904" not in raw and (731904).to_bytes(4, "big") not in raw
+        assert "alice" not in lowered and "mastodon" not in lowered
 
 
 @responses.activate
@@ -238,8 +245,11 @@ def test_redirect_uri_is_the_configured_one_whatever_the_host_header(user):
         callback(client, "mastodon", code="c", state=state)
     from .oauth_helpers import form_of
 
-    assert query_of(url)["redirect_uri"] == "http://testserver/api/platform/mastodon/callback"
-    assert form_of(token_calls()[0])["redirect_uri"] == "http://testserver/api/platform/mastodon/callback"
+    from platforms.providers.mastodon import server_id
+
+    expected = f"http://testserver/api/platform/mastodon/callback/{server_id(S)}"  # one per server (case 39)
+    assert query_of(url)["redirect_uri"] == expected
+    assert form_of(token_calls()[0])["redirect_uri"] == expected
 
 
 @responses.activate

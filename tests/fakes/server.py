@@ -32,6 +32,7 @@ class Request:
     query: dict
     form: dict
     headers: dict
+    raw: bytes = b""  # the body as sent (a multipart upload is not text)
 
     def bearer(self) -> str:
         return self.headers.get("Authorization", "").removeprefix("Bearer ")
@@ -48,6 +49,21 @@ class Reply:
     body: object = field(default_factory=dict)
     content_type: str = "application/json"
     headers: dict = field(default_factory=dict)
+
+
+def multipart(request: Request) -> dict:
+    """A multipart/form-data body as {name: (filename or None, content type, bytes)}."""
+    from email import policy
+    from email.parser import BytesParser
+
+    content_type = request.headers.get("Content-Type", "")
+    if not content_type.startswith("multipart/form-data"):
+        return {}
+    message = BytesParser(policy=policy.default).parsebytes(
+        f"Content-Type: {content_type}\r\n\r\n".encode() + request.raw)
+    return {part.get_param("name", header="content-disposition"):
+            (part.get_filename(), part.get_content_type(), part.get_payload(decode=True))
+            for part in message.iter_parts()}
 
 
 def redirect(url: str, **params) -> Reply:
@@ -92,15 +108,16 @@ def _handler(fake: FakeServer):
         def do_GET(self):
             self._answer()
 
-        do_POST = do_DELETE = do_GET
+        do_POST = do_DELETE = do_PUT = do_GET
 
         def _answer(self):
             url = urlsplit(self.path)
             length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length).decode() if length else ""
+            raw = self.rfile.read(length) if length else b""
+            body = raw.decode("utf-8", "replace")
             request = Request(
                 self.command, url.path, {k: v[0] for k, v in parse_qs(url.query).items()},
-                {k: v[0] for k, v in parse_qs(body).items()}, dict(self.headers),
+                {k: v[0] for k, v in parse_qs(body).items()}, dict(self.headers), raw,
             )
             fake.calls.append(request)
             is_image = url.path.endswith(".png") or "/avatar/" in url.path  # Tumblr: /v2/blog/{host}/avatar/128
