@@ -1,9 +1,7 @@
-"""Facebook Pages with Instagram: long-lived tokens, page picker, errors, revoke, data deletion."""
-import base64
-import hashlib
-import hmac
-import json
+"""Facebook Pages with Instagram: long-lived tokens, page picker, errors, revoke.
 
+Data deletion is in test_meta_deletion.py; paging, appsecret_proof and token lifetimes against a
+fake Graph API in test_facebook_graph.py."""
 import pytest
 import requests
 import responses
@@ -31,7 +29,7 @@ def serve(rsps, *pages):
              match=[matchers.query_param_matcher({"code": "SENTINEL-7f3a9c-code"}, strict_match=False)])
     rsps.get(f"{GRAPH}/me", json=fx.FB_ME)
     rsps.get(f"{GRAPH}/me/accounts", json=fx.accounts(*pages))
-    rsps.delete(f"{GRAPH}/me/permissions", json={"success": True})
+    rsps.delete(f"{GRAPH}/{fx.FB_ME['id']}/permissions", json={"success": True})
 
 
 def connect(client):
@@ -150,8 +148,10 @@ def test_disconnect_revokes_permissions_and_takes_instagram_along(signed_in, use
     connect(signed_in)
     page = signed_in.post("/settings/facebook/disconnect", follow=True).content.decode()
     assert "access revoked" in page
-    revoke = [c for c in responses.calls if c.request.method == "DELETE"]
-    assert len(revoke) == 1 and "access_token=SENTINEL-7f3a9c-fb-long" in revoke[0].request.url
+    (revoke,) = [c for c in responses.calls if c.request.method == "DELETE"]
+    sent = query_of(revoke.request.url)
+    assert sent["access_token"] == "1234567890|facebook-app-secret"  # the app token: the user token lapses
+    assert len(sent["appsecret_proof"]) == 64
     assert doc(user) == {"connected": False} and doc(user, "instagram") == {"connected": False}
 
 
@@ -175,28 +175,3 @@ def test_facebook_and_mastodon_flows_finished_in_reverse_order(signed_in, user):
     assert callback(signed_in, "mastodon", code="c", state=m_state)["Location"].endswith("mastodon_connected")
     assert callback(signed_in, "facebook", code="SENTINEL-7f3a9c-code", state=fb_state)["Location"].endswith("facebook_connected")
     assert doc(user)["connected"] and doc(user, "mastodon")["connected"]
-
-
-def signed_request(payload: dict, secret="facebook-app-secret") -> str:
-    body = base64.urlsafe_b64encode(json.dumps(payload).encode()).rstrip(b"=").decode()
-    sig = base64.urlsafe_b64encode(hmac.new(secret.encode(), body.encode(), hashlib.sha256).digest()).rstrip(b"=").decode()
-    return f"{sig}.{body}"
-
-
-@responses.activate
-def test_data_deletion_callback_verifies_and_deletes(signed_in, user):
-    serve(responses)
-    connect(signed_in)
-    client = Client(enforce_csrf_checks=True)
-    forged = client.post("/api/platform/facebook/data-deletion",
-                         {"signed_request": signed_request({"algorithm": "HMAC-SHA256", "user_id": fx.FB_ME["id"]}, "wrong")})
-    assert forged.status_code == 400 and doc(user)["connected"]
-    good = client.post("/api/platform/facebook/data-deletion",
-                       {"signed_request": signed_request({"algorithm": "HMAC-SHA256", "user_id": fx.FB_ME["id"], "issued_at": 1})})
-    assert good.status_code == 200
-    body = good.json()
-    assert body["confirmation_code"] and body["url"].startswith("http://testserver/api/platform/facebook/data-deletion/")
-    assert doc(user) == {"connected": False} and doc(user, "instagram") == {"connected": False}
-    status = client.get(body["url"].replace("http://testserver", ""))
-    assert status.status_code == 200 and "completed" in status.content.decode()
-    assert client.get("/api/platform/facebook/data-deletion/forged.code").status_code == 404

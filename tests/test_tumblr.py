@@ -50,6 +50,7 @@ def test_connect_links_the_primary_blog(signed_in, user):
     assert 'oauth_token="SENTINEL-7f3a9c-access"' in header(calls_to("/v2/user/info")[0])
     doc = stored(user)
     assert doc["blogHostname"] == "derekg.org" and doc["blogUuid"] == "t:primary-uuid"
+    assert doc["accountKey"] == "t:primary-uuid"  # the primary blog's uuid: names can be renamed
     assert doc["profile"] == {"displayName": "Derek Gottfrid", "handle": "derekg", "avatar": f"{API}/v2/blog/derekg.org/avatar/128"}
     assert SENTINEL not in str(doc) and not PendingFlow.objects.exists()
 

@@ -3,6 +3,9 @@
 Docs: https://developers.facebook.com/docs/graph-api/guides/error-handling
 Body: {"error": {"message", "type": "OAuthException", "code", "error_subcode", "fbtrace_id"}}.
 """
+import hashlib
+import hmac
+
 from ..errors import Kind, PlatformError
 
 RATE_LIMIT_CODES = {4, 17, 32, 341, 613}
@@ -45,3 +48,17 @@ def token_invalid(error: dict, label: str) -> PlatformError:
         return PlatformError(Kind.EXPIRED, f"The {label} access token has expired. Reconnect.", code=f"190/{subcode}")
     return PlatformError(Kind.REVOKED, f"{label} access was removed (app removed or password changed). Reconnect.",
                          code=f"190/{subcode}")
+
+
+def appsecret_proof(access_token: str, app_secret: str) -> str:
+    """HMAC-SHA256 of the access token keyed by the app secret, hex.
+
+    Apps with "Require App Secret" on refuse server calls without it, and a stolen token is then
+    useless without the secret. https://developers.facebook.com/docs/graph-api/securing-requests
+    """
+    return hmac.new(app_secret.encode(), access_token.encode(), hashlib.sha256).hexdigest()
+
+
+def with_token(access_token: str, app_secret: str, **params) -> dict:
+    """Query parameters of a Graph call made with `access_token`: the token and its proof."""
+    return {**params, "access_token": access_token, "appsecret_proof": appsecret_proof(access_token, app_secret)}

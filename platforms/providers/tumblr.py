@@ -3,6 +3,8 @@
 Docs: https://www.tumblr.com/docs/en/api/v2#oauth1-authorization , #userinfo--get-a-users-information ,
 #avatar--retrieve-a-blog-avatar . Tokens do not expire; there is no revoke API; the consumer key
 is limited to 1,000 calls an hour for the whole app, so a refresh makes exactly one call.
+The account is keyed on the primary blog's uuid: blog names (and the user's name, which is the
+primary blog's) can be renamed, the uuid stays (#blog-unique-identifiers).
 """
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -13,6 +15,7 @@ from .. import http
 from ..documents import Connection, Profile
 from ..errors import FlowError, Kind, PlatformError
 from .base import Authorization, Provider, single_param
+from .tumblr_publish import TumblrPublishing
 
 
 def _form(response, label: str) -> dict:
@@ -34,12 +37,12 @@ def extract_blogs(user: dict) -> list[dict]:
         host = urlsplit(blog.get("url") or "").hostname or f"{blog['name']}.tumblr.com"
         blogs.append({
             "name": blog["name"], "title": blog.get("title") or blog["name"], "hostname": host,
-            "uuid": blog.get("uuid") or "", "primary": bool(blog.get("primary")),
+            "uuid": str(blog.get("uuid") or ""), "primary": bool(blog.get("primary")),
         })
     return blogs
 
 
-class TumblrProvider(Provider):
+class TumblrProvider(TumblrPublishing, Provider):
     name = "tumblr"
     label = "Tumblr"
     color = "#001935"
@@ -97,14 +100,16 @@ class TumblrProvider(Provider):
     def _from_blogs(self, auth: dict, user_name: str, blogs: list[dict], chosen_uuid: str | None) -> Connection:
         if not blogs:
             raise PlatformError(Kind.BAD_REPLY, "This Tumblr account has no blog to connect.")
-        blog = next((b for b in blogs if chosen_uuid and b["uuid"] == chosen_uuid), None)
-        blog = blog or next((b for b in blogs if b["primary"]), blogs[0])
+        primary = next((b for b in blogs if b["primary"]), None)
+        if primary is None or not primary["uuid"]:
+            raise PlatformError(Kind.BAD_REPLY, "Tumblr did not say which blog is your primary one, or sent it without its id.")
+        blog = next((b for b in blogs if chosen_uuid and b["uuid"] == chosen_uuid), primary)
         return Connection(
             profile=Profile(
                 display_name=blog["title"], handle=blog["name"],
                 avatar=f"{settings.TUMBLR_API_URL}/v2/blog/{blog['hostname']}/avatar/128",
             ),
-            account_key=f"user:{user_name}",
+            account_key=primary["uuid"],
             identifiers={"blogHostname": blog["hostname"], "blogUuid": blog["uuid"]},
             auth=auth,
             extra={"blogs": blogs, "userName": user_name},

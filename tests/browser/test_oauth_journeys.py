@@ -132,6 +132,22 @@ def test_platform_failure_is_explained_and_stores_nothing(signed_in_page, live_s
     shot(f"{spec.name}-platform-error")
 
 
+def test_a_page_beyond_the_first_25_can_be_picked(signed_in_page, live_server, settings, shot):
+    """Facebook pages /me/accounts 25 at a time: Hayon follows `paging.next` and offers them all."""
+    settings.THREADS_REDIRECT_URI = f"{live_server.url}/api/platform/threads/callback"
+    with FakeFacebook(pages=30) as fake:
+        point_at(settings, fake)
+        page = signed_in_page
+        page.locator("#platform-facebook").get_by_role("button", name="Facebook").click()
+        page.get_by_role("link", name="Authorize").click()
+        expect(page.get_by_role("heading", name="Which Page should Hayon use?")).to_be_visible()
+        page.get_by_label("Fake Bakery 30").check()
+        shot("facebook-page-30-picked")
+        page.get_by_role("button", name="Connect this Page").click()
+        page.wait_for_url(f"{live_server.url}/settings?success=facebook_connected")
+        expect(page.locator("#platform-facebook").get_by_text("Fake Bakery 30").first).to_be_visible()
+
+
 def fake_502():
     from ..fakes.server import Reply
 
