@@ -31,6 +31,8 @@ def authenticate_api_request(request):
         token = ApiToken.objects.by_raw_token(raw)
         if token is None:
             raise ApiAuthError("This API token is not valid.")
+        if (lapsed := token.lapsed()) is not None:  # expired, or the password changed since
+            raise ApiAuthError(ApiToken.LAPSES[lapsed])
         token.mark_used()
         return token.user
     user = getattr(request, "user", None)

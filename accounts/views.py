@@ -11,16 +11,28 @@ from . import ratelimit
 from .forms import ApiTokenForm, SignInForm, SignUpForm
 from .models import ApiToken
 
-SIGN_IN_LIMITS = (ratelimit.Limit("signin-ip", 30, 300), ratelimit.Limit("signin-user", 10, 300))
+# Each sign-up creates a row and picks a name nobody else can take: a handful per address per hour.
+SIGN_UP_PER_IP = ratelimit.Limit("signup-ip", 10, 3600)
 
 
 def home(request):
     return render(request, "accounts/home.html")
 
 
+def _too_many(exc: ratelimit.RateLimited) -> HttpResponse:
+    response = HttpResponse(str(exc), status=429, content_type="text/plain")
+    response["Retry-After"] = str(exc.retry_after)
+    return response
+
+
 def sign_up(request):
     if request.user.is_authenticated:
         return redirect("settings")
+    if request.method == "POST":
+        try:
+            ratelimit.hit([(SIGN_UP_PER_IP, ratelimit.client_ip(request))])
+        except ratelimit.RateLimited as exc:
+            return _too_many(exc)
     form = SignUpForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         user = form.save()
@@ -31,28 +43,23 @@ def sign_up(request):
 
 
 class SignInView(auth_views.LoginView):
+    """The limit on attempts is in accounts/backends.py, shared with the admin's sign-in."""
+
     form_class = SignInForm
     redirect_authenticated_user = True
-
-    def post(self, request, *args, **kwargs):
-        username = request.POST.get("username", "").strip().lower()
-        try:
-            ratelimit.hit(
-                [(SIGN_IN_LIMITS[0], ratelimit.client_ip(request)), (SIGN_IN_LIMITS[1], username)]
-            )
-        except ratelimit.RateLimited as exc:
-            response = HttpResponse(str(exc), status=429, content_type="text/plain")
-            response["Retry-After"] = str(exc.retry_after)
-            return response
-        return super().post(request, *args, **kwargs)
 
 
 class PasswordChangeView(auth_views.PasswordChangeView):
     success_url = reverse_lazy("settings")
 
     def form_valid(self, form):
-        messages.success(self.request, "Your password has been changed.")
-        return super().form_valid(form)
+        tokens = self.request.user.api_tokens.all()
+        stopped = [t for t in tokens if t.lapsed() is None and not t.survives_password_change]
+        response = super().form_valid(form)
+        count = f"{len(stopped)} API token" + ("s" if len(stopped) > 1 else "")
+        note = f" {count} stopped working with it: create new ones for your scripts." if stopped else ""
+        messages.success(self.request, f"Your password has been changed.{note}")
+        return response
 
 
 def _tokens_page(request, *, form=None, status=200, **extra):
@@ -69,7 +76,10 @@ def api_tokens(request):
     form = ApiTokenForm(request.POST)
     if not form.is_valid():
         return _tokens_page(request, form=form, status=400)
-    token, raw = ApiToken.issue(user=request.user, name=form.cleaned_data["name"])
+    token, raw = ApiToken.issue(
+        user=request.user, name=form.cleaned_data["name"], days=form.cleaned_data["lifetime"],
+        survives_password_change=form.cleaned_data["survives_password_change"],
+    )
     # Rendered, not redirected: the raw token is shown in this one response and kept nowhere.
     response = _tokens_page(request, new_token=raw, new_token_name=token.name)
     response["Cache-Control"] = "no-store"

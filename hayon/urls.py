@@ -8,6 +8,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("platforms.urls")),
     path("", include("accounts.urls")),
+    path("", include("publishing.urls")),
     re_path(r"^api/", api_not_found),  # every unknown /api/ path answers JSON, not an HTML page
 ]
 

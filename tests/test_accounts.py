@@ -5,6 +5,8 @@ from django.test import Client
 
 from accounts.models import User
 
+from .fixtures.limits import steady_clock  # noqa: F401 (a fixture)
+
 pytestmark = pytest.mark.django_db
 
 
@@ -34,7 +36,7 @@ def test_wrong_password_is_refused_with_a_clear_message(user):
     assert "do not match an account" in response.content.decode()
 
 
-def test_sign_in_is_rate_limited_per_username(user):
+def test_sign_in_is_rate_limited_per_username(user, steady_clock):
     cache.clear()
     client = Client()
     for _ in range(10):

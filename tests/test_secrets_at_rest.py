@@ -118,6 +118,7 @@ PROD_ENV = {
     "PUBLIC_URL": "https://hayon.example",
     "ALLOWED_HOSTS": "hayon.example",
     "DATABASE_URL": "sqlite:////tmp/hayon-check.sqlite3",
+    "CACHE_URL": "dbcache://hayon_cache",  # production refuses a per-process cache
 }
 
 
@@ -146,12 +147,19 @@ def test_production_500_page_shows_no_secret(user, settings, monkeypatch):
     settings.DEBUG = False
     client = Client(raise_request_exception=False)
     client.force_login(user)
-    from platforms import services
+    from platforms import cards, services
 
-    def boom(**kwargs):
+    def boom(*args, **kwargs):
         raise RuntimeError(f"unexpected {SENTINEL}")
 
-    monkeypatch.setattr(services, "refresh_connection", boom)
-    response = client.post("/settings/mastodon/refresh")
+    card = cards.card
+    monkeypatch.setattr(cards, "card", boom)
+    response = client.get("/settings")
     assert response.status_code == 500
     assert SENTINEL not in response.content.decode() and "Something went wrong" in response.content.decode()
+    # An action that fails the same way is caught before it becomes a 500: a message, no secret.
+    monkeypatch.setattr(cards, "card", card)
+    monkeypatch.setattr(services, "refresh_connection", boom)
+    response = client.post("/settings/mastodon/refresh", follow=True)
+    assert response.status_code == 200 and SENTINEL not in response.content.decode()
+    assert "unexpected problem with Mastodon" in response.content.decode()

@@ -1,12 +1,30 @@
 """Settings shared by every environment. Values come from the environment or `.env`."""
+import os
 from pathlib import Path
 
 import environ
+from csp.constants import NONE, SELF
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
+
+def _env_file() -> Path | None:
+    """The `.env` to read: `HAYON_ENV_FILE` (empty: none), by default the one `make run` writes.
+
+    The test settings never read one: a developer's `.env` (secrets, a DATABASE_URL) must not
+    change what the suite sees, nor what the production processes it starts see (issue 12 #17;
+    hayon/settings/test.py passes HAYON_ENV_FILE="" on to them).
+    """
+    if os.environ.get("DJANGO_ENV") == "test" or os.environ.get("DJANGO_SETTINGS_MODULE") == "hayon.settings.test":
+        return None
+    path = os.environ.get("HAYON_ENV_FILE", str(BASE_DIR / ".env"))
+    return Path(path) if path else None
+
+
 env = environ.Env()
-environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+if (_dotenv := _env_file()) is not None:
+    # The environment wins over the file; " # ..." after a value is a comment, as in .env.example.
+    environ.Env.read_env(_dotenv, overwrite=False, parse_comments=True)
 
 SECRET_KEY = env("SECRET_KEY", default="")
 DEBUG = env.bool("DEBUG", default=False)
@@ -25,8 +43,12 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "csp",  # django-csp: its checks catch a policy in the pre-4.0 format
     "accounts",
     "platforms",
+    "django_tasks",
+    "django_tasks_db",
+    "publishing",
 ]
 
 MIDDLEWARE = [
@@ -36,9 +58,28 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "accounts.middleware.NoStoreForSignedIn",
+    "accounts.middleware.SignInThrottledStatus",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
 ]
+
+# No inline script, style or event handler anywhere: Hayon's one script is static/js/hayon.js.
+# Images may come from any https host (avatars on the platforms' CDNs). No `form-action`:
+# Connect posts to Hayon, which redirects to the platform, and browsers apply form-action to
+# that redirect too.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "https:"],
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        "frame-ancestors": [NONE],
+    },
+}
 
 ROOT_URLCONF = "hayon.urls"
 WSGI_APPLICATION = "hayon.wsgi.application"
@@ -85,6 +126,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://hayon")}
 
 AUTH_USER_MODEL = "accounts.User"
+# Django's username and password check behind one sign-in limit for every login form (the admin's too).
+AUTHENTICATION_BACKENDS = ["accounts.backends.RateLimitedModelBackend"]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -112,8 +155,27 @@ STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = BASE_DIR / "staticfiles"
 
+# Publishing runs in a task worker (`manage.py worker`), never in a request. The database backend
+# needs nothing else running; task arguments are ids only (it stores them as plain JSON).
+TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default"]}}
+# Uploaded media, stored through Django's storage API under random names (S3 and the like: STORAGES).
+MEDIA_ROOT = env("MEDIA_ROOT", default=str(BASE_DIR / "media"))
+MEDIA_URL = "media/"  # never served as is: pages and platforms get signed, expiring URLs
+# A worker holds a delivery this long (seconds); one that dies lets it go when the lease runs out.
+# Longer than the slowest attempt: a few uploads and a post, each bounded by HAYON_HTTP_TIMEOUT.
+HAYON_PUBLISH_LEASE_SECONDS = env.int("HAYON_PUBLISH_LEASE_SECONDS", default=300)
+HAYON_PUBLISH_MAX_ATTEMPTS = env.int("HAYON_PUBLISH_MAX_ATTEMPTS", default=5)
+# Threads, Instagram and Facebook photos are fetched by Meta from PUBLIC_URL/media/s/<signed token>:
+# how long such a link works, and how Meta's media containers are waited for.
+HAYON_SIGNED_MEDIA_SECONDS = env.int("HAYON_SIGNED_MEDIA_SECONDS", default=3600)
+HAYON_META_POLL_INTERVAL = env.float("HAYON_META_POLL_INTERVAL", default=3.0)
+HAYON_META_POLL_SECONDS = env.float("HAYON_META_POLL_SECONDS", default=60.0)
+
 # Outbound HTTP: every platform call has this timeout (seconds) and this User-Agent.
 HAYON_HTTP_TIMEOUT = env.float("HAYON_HTTP_TIMEOUT", default=10.0)
+# One budget for all the calls of one user action (a connect: discovery, registration, exchange)
+# or of one account in upkeep; under gunicorn's 30 s worker timeout.
+HAYON_ACTION_TIMEOUT = env.float("HAYON_ACTION_TIMEOUT", default=20.0)
 HAYON_USER_AGENT = env("HAYON_USER_AGENT", default="Hayon/0.1 (+self-hosted)")
 # Allows user-supplied hosts on loopback/private networks. For tests and local development only.
 HAYON_ALLOW_PRIVATE_HOSTS = env.bool("HAYON_ALLOW_PRIVATE_HOSTS", default=False)
@@ -145,11 +207,22 @@ MASTODON_INSTANCE_URL = env("MASTODON_INSTANCE_URL", default="")
 MASTODON_CLIENT_KEY = env("MASTODON_CLIENT_KEY", default="")
 MASTODON_CLIENT_SECRET = env("MASTODON_CLIENT_SECRET", default="")
 MASTODON_CALLBACK_URL = env("MASTODON_CALLBACK_URL", default="")
-MASTODON_SCOPES = env("MASTODON_SCOPES", default="read write push")
+MASTODON_SCOPES = env("MASTODON_SCOPES", default="")  # empty: the narrowest the server accepts
 
 BLUESKY_SERVICE_URL = env("BLUESKY_SERVICE_URL", default="https://bsky.social")
 BLUESKY_PLC_URL = env("BLUESKY_PLC_URL", default="https://plc.directory")
+# Bluesky sign-in (AT Protocol OAuth, issue 16): the default way to connect; an app password stays
+# the alternative. ATPROTO_CLIENT_KEYS: a JSON list of private ES256 JWKs (each with a "kid"), newest
+# first; Hayon signs with the first and publishes all at /oauth/jwks.json, so a rotated-out key keeps
+# its sessions until removed. Not needed when PUBLIC_URL is http://127.0.0.1 (the loopback client).
+BLUESKY_OAUTH = env.bool("BLUESKY_OAUTH", default=True)
+ATPROTO_CLIENT_KEYS = env("ATPROTO_CLIENT_KEYS", default="")
 
+# Every handler in the process redacts query strings and bearer credentials (an OAuth callback's
+# URL carries its code and state): `configure` applies LOGGING, then adds the filter to handlers
+# set up elsewhere: runserver's `django.server` (Django's defaults give it a handler of its own;
+# it printed `callback?code=...&state=...`, issue 13 #9) and gunicorn's access and error logs.
+LOGGING_CONFIG = "hayon.log_redaction.configure"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

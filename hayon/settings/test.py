@@ -1,5 +1,11 @@
 """The test suite's settings: fixed throwaway keys, fast hashing, no network by default."""
+import os
+
 from .base import *  # noqa: F401,F403
+
+# base.py reads no `.env` for these settings; every process the suite starts (production checks,
+# runserver, gunicorn, upkeep copies) inherits this and reads none either (issue 12 #17).
+os.environ["HAYON_ENV_FILE"] = ""
 
 SECRET_KEY = "test-secret-key-not-for-production-0123456789abcdefghij"
 # Two keys so that rotation is exercised: the first encrypts, both decrypt.
@@ -42,3 +48,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
     DATABASES["default"]["TEST"] = {  # noqa: F405
         "NAME": os.path.join(tempfile.gettempdir(), f"hayon-test-{os.getpid()}.sqlite3")
     }
+
+# As in production, plus http images: the fake platforms and the local PDS serve avatars over http.
+_directives = CONTENT_SECURITY_POLICY["DIRECTIVES"]  # noqa: F405
+CONTENT_SECURITY_POLICY = {"DIRECTIVES": {**_directives, "img-src": [*_directives["img-src"], "http:"]}}
