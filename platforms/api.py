@@ -1,5 +1,6 @@
 """The JSON API under /api/platform/: the same services as the settings page, for scripts."""
 import json
+import logging
 from functools import wraps
 
 from django.http import JsonResponse
@@ -9,8 +10,10 @@ from django.views.decorators.csrf import csrf_exempt
 from accounts.auth import ApiAuthError, authenticate_api_request
 from accounts.ratelimit import RateLimited
 
-from . import providers, public, services
+from . import http, limits, providers, public, services
 from .errors import FlowError, PlatformError
+
+log = logging.getLogger(__name__)
 
 
 def reply(data=None, *, message: str = "", status: int = 200, success: bool = True, headers=None) -> JsonResponse:
@@ -36,8 +39,13 @@ def provider_named(name: str):
     return provider
 
 
-def endpoint(*methods):
-    """Method check, authentication (Bearer or session+CSRF) and error replies for an API view."""
+def endpoint(*methods, changes_state=False):
+    """Method check, authentication (Bearer or session+CSRF) and error replies for an API view.
+
+    `changes_state`: the route makes Hayon act (connect, refresh). Scripts may use GET for it, as
+    the API has always allowed, but a browser session may not: SameSite=Lax sends the cookie on a
+    top-level GET from any site, and GET skips the CSRF check. A cookie must POST with the token.
+    """
 
     def decorate(view):
         @csrf_exempt  # checked in authenticate_api_request for cookie sessions; tokens need none
@@ -51,20 +59,31 @@ def endpoint(*methods):
                 return fail(str(exc), 401, **{"WWW-Authenticate": "Bearer"})
             request.auth_by_token = "Authorization" in request.headers
             request.user = user
-            try:
-                return view(request, *args, **kwargs)
-            except UnknownPlatform:
-                return fail("Unknown platform.", 404)
-            except FlowError as exc:
-                return fail(exc.message, exc.status)
-            except PlatformError as exc:
-                return fail(exc.message, 502)
-            except RateLimited as exc:
-                return fail(str(exc), 429, **{"Retry-After": str(exc.retry_after)})
+            if changes_state and request.method == "GET" and not request.auth_by_token:
+                return fail("Signed in with a browser session: use POST with the CSRF token.", 405, Allow="POST")
+            return _answer(view, request, *args, **kwargs)
 
         return wrapper
 
     return decorate
+
+
+def _answer(view, request, *args, **kwargs):
+    """The view's reply, or a JSON error: nothing under /api/ answers with an HTML error page."""
+    try:
+        with http.deadline():  # one budget for every platform call the request makes
+            return view(request, *args, **kwargs)
+    except UnknownPlatform:
+        return fail("Unknown platform.", 404)
+    except FlowError as exc:
+        return fail(exc.message, exc.status)
+    except PlatformError as exc:
+        return fail(exc.message, 502)
+    except RateLimited as exc:
+        return fail(str(exc), 429, **{"Retry-After": str(exc.retry_after)})
+    except Exception as exc:  # a bug or a reply nobody foresaw: say so in JSON, keep the details in the log
+        log.exception("API %s failed: %s", request.path, type(exc).__name__)
+        return fail("Hayon hit an unexpected problem; nothing was changed. Please try again.", 500)
 
 
 @endpoint("GET")
@@ -72,19 +91,27 @@ def find(request):
     return reply(public.public_account(services.account_for(request.user)))
 
 
-@endpoint("GET", "POST")
+@endpoint("GET", "POST", changes_state=True)
 def connect(request, platform):
     provider = provider_named(platform)
-    # Credential platforms take a JSON body by POST; OAuth platforms hand out a URL on GET.
-    expected = "POST" if provider.credential_connect else "GET"
-    if request.method != expected:
-        return fail(f"Use {expected} to connect {provider.label}.", 405, Allow=expected)
-    data = _json_body(request) if expected == "POST" else request.GET
+    # Credential platforms take a JSON body by POST; OAuth platforms hand out a URL (GET for
+    # scripts, POST for a browser session).
+    if provider.credential_connect and request.method != "POST":
+        return fail(f"Use POST to connect {provider.label}.", 405, Allow="POST")
+    limits.check(request, action="connect", provider=provider)
+    data = request.GET if request.method == "GET" else _request_data(request)
     outcome = services.start_connect(request=request, provider=provider, data=data)
     if outcome.redirect_url:
         return reply({"url": outcome.redirect_url}, message=f"Open this URL to connect {provider.label}.")
     doc = services.account_for(request.user).document(provider.name)
     return reply(public.public_document(doc), message=outcome.message)
+
+
+def _request_data(request):
+    """A POST's fields: a JSON object, or a form (a browser posting the CSRF token with them)."""
+    if request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        return request.POST
+    return _json_body(request)
 
 
 def _json_body(request) -> dict:
@@ -97,9 +124,10 @@ def _json_body(request) -> dict:
     return data
 
 
-@endpoint("GET", "POST")
+@endpoint("GET", "POST", changes_state=True)
 def refresh(request, platform):
     provider = provider_named(platform)
+    limits.check(request, action="refresh", provider=provider)
     doc = services.refresh_connection(user=request.user, provider=provider)
     return reply(public.public_document(doc), message=f"{provider.label} refreshed.")
 

@@ -26,14 +26,14 @@ class Linked:
 @dataclass(frozen=True)
 class Card:
     provider: object  # name, label, icon, color, summary, choice_label
-    state: str  # connected | needs_reconnect | disconnected | not_configured
+    state: str  # connected | unhealthy | needs_reconnect | disconnected | not_configured
     connected: bool
     health: str = ""
     reason: str = ""
     checked_at: datetime | None = None
     checked_ago: str = ""  # "5 minutes"
     expires_at: datetime | None = None
-    expires_in: str = ""  # "12 days"
+    expires_in: str = ""  # "in 12 days", or "expired 3 hours ago"
     display_name: str = ""
     handle: str = ""
     avatar: str = ""
@@ -41,6 +41,8 @@ class Card:
     choices: list = field(default_factory=list)  # {"value", "text", "selected"}: more than one
     linked: list = field(default_factory=list)
     form: object = None  # what the user types to connect or reconnect
+    method: str = ""  # how the connection signs in, where a platform offers several
+    switch: dict | None = None  # {"label", "fields"}: a better way to connect, offered on the card
 
 
 def _moment(value) -> datetime | None:
@@ -68,12 +70,31 @@ def span(delta: timedelta) -> str:
     return "less than a minute"
 
 
+def _expiry(expires_at: datetime | None, now: datetime) -> str:
+    """A past expiry is said as such, never "in less than a minute"."""
+    if expires_at is None:
+        return ""
+    return f"in {span(expires_at - now)}" if expires_at > now else f"expired {span(now - expires_at)} ago"
+
+
 def _state(provider, doc: dict) -> str:
     if not provider.is_configured():
         return "not_configured"
-    if doc["connected"]:
-        return "needs_reconnect" if doc.get("health", {}).get("needsReconnection") else "connected"
-    return "disconnected"
+    if not doc["connected"]:
+        return "disconnected"
+    health = doc.get("health", {})
+    if health.get("needsReconnection"):
+        return "needs_reconnect"
+    # Connected but failing: never a green "Connected" beside an error (issue 12, item 8).
+    return "connected" if health.get("status", "active") == "active" else "unhealthy"
+
+
+def _form(provider, doc: dict, state: str):
+    """What the user types to connect, pre-filled on reconnect with what the connection was."""
+    if not provider.connect_form or state not in ("disconnected", "needs_reconnect"):
+        return None
+    initial = {field: doc[key] for field, key in provider.reconnect_initial.items() if doc.get(key)}
+    return provider.connect_form(initial=initial if doc["connected"] else {}, auto_id=f"id_{provider.name}_%s")
 
 
 def _choices(provider, doc: dict) -> list:
@@ -91,16 +112,17 @@ def card(provider, account) -> Card:
     doc = public.public_document(account.document(provider.name))
     state = _state(provider, doc)
     health, profile = doc.get("health", {}), doc.get("profile", {})
-    wants_form = provider.connect_form and state in ("disconnected", "needs_reconnect")
     checked_at, expires_at, now = _moment(health.get("checkedAt")), _moment(doc.get("expiresAt")), timezone.now()
     return Card(
         provider=provider, state=state, connected=doc["connected"],
         health=health.get("status", ""), reason=health.get("reason", ""),
         checked_at=checked_at, checked_ago=span(now - checked_at) if checked_at else "",
-        expires_at=expires_at, expires_in=span(expires_at - now) if expires_at else "",
+        expires_at=expires_at, expires_in=_expiry(expires_at, now),
         display_name=profile.get("displayName") or profile.get("handle", ""), handle=profile.get("handle", ""),
         avatar=profile.get("avatar", ""), instance_url=doc.get("instanceUrl", ""),
         choices=_choices(provider, doc),
         linked=[_linked(label, public.public_document(account.document(name))) for name, label in provider.linked.items()],
-        form=provider.connect_form(auto_id=f"id_{provider.name}_%s") if wants_form else None,
+        form=_form(provider, doc, state),
+        method=provider.connection_method(doc) if doc["connected"] else "",
+        switch=provider.switch_offer(doc) if doc["connected"] else None,
     )

@@ -7,7 +7,7 @@ from .models import PLATFORM_FIELDS
 PROFILE_FIELDS = ("displayName", "handle", "avatar", "description")
 HEALTH_FIELDS = ("status", "needsReconnection", "reason", "checkedAt")
 IDENTIFIER_FIELDS = ("did", "handle", "blogHostname", "blogUuid", "platformId", "instanceUrl", "accountId")
-DETAIL_FIELDS = ("expiresAt", "connectedAt", "limits", "blogs")
+DETAIL_FIELDS = ("expiresAt", "connectedAt", "limits", "blogs", "authMethod")
 
 
 def _pick(source, fields) -> dict:

@@ -1,4 +1,5 @@
 """Settings > Connected accounts, and the browser side of connecting. Thin: services do the work."""
+import logging
 from urllib.parse import urlencode
 
 from django.contrib import messages
@@ -10,8 +11,10 @@ from django.views.decorators.http import require_GET, require_POST
 
 from accounts.ratelimit import RateLimited
 
-from . import cards, providers, services
+from . import cards, http, limits, providers, services
 from .errors import FlowError, PlatformError
+
+log = logging.getLogger(__name__)
 
 ERROR_TEXT = {
     "connection_cancelled": "Connection cancelled.",
@@ -46,12 +49,16 @@ def _flash_from_query(request) -> tuple[str, str] | None:
 @login_required
 @require_GET
 def settings_page(request):
+    return _settings(request)
+
+
+def _settings(request, *, status: int = 200):
     account = services.account_for(request.user)
     context = {
         "cards": [cards.card(provider, account) for provider in providers.PROVIDERS],
         "query_flash": _flash_from_query(request),  # shown only when no message says more
     }
-    return render(request, "platforms/settings.html", context)
+    return render(request, "platforms/settings.html", context, status=status)
 
 
 def back_to_settings(request, *, success: str = "", error: str = "", message: str = ""):
@@ -61,16 +68,27 @@ def back_to_settings(request, *, success: str = "", error: str = "", message: st
     return redirect(reverse("settings") + (f"?{query}" if query else ""))
 
 
-def _run(request, provider, action, verb: str):
+def _run(request, provider, action, verb: str, *, limit: str = ""):
     """Run a service action and come back to the settings page with what happened."""
     try:
-        outcome = action()
+        if limit:
+            limits.check(request, action=limit, provider=provider)
+        with http.deadline():  # one budget for every platform call the action makes
+            outcome = action()
     except FlowError as exc:
         return back_to_settings(request, error=exc.code, message=exc.message)
     except PlatformError as exc:
         return back_to_settings(request, error="platform_error", message=exc.message)
     except RateLimited as exc:
-        return back_to_settings(request, error="rate_limited", message=str(exc))
+        # The page itself, with the reason, and a status a script or proxy understands.
+        messages.error(request, str(exc))
+        response = _settings(request, status=429)
+        response["Retry-After"] = str(exc.retry_after)
+        return response
+    except Exception as exc:  # a bug or a reply nobody foresaw: a readable message, never a 500 page
+        log.exception("%s %s failed: %s", provider.name, verb, type(exc).__name__)
+        return back_to_settings(request, error="platform_error",
+                                message=f"Hayon hit an unexpected problem with {provider.label}. Please try again.")
     if getattr(outcome, "redirect_url", None):
         return redirect(outcome.redirect_url)
     message = getattr(outcome, "message", "") or f"{provider.label} {verb}."
@@ -81,14 +99,16 @@ def _run(request, provider, action, verb: str):
 @require_POST
 def connect(request, platform):
     provider = _provider(platform)
-    return _run(request, provider, lambda: services.start_connect(request=request, provider=provider, data=request.POST), "connected")
+    return _run(request, provider, lambda: services.start_connect(request=request, provider=provider, data=request.POST),
+                "connected", limit="connect")
 
 
 @login_required
 @require_POST
 def refresh(request, platform):
     provider = _provider(platform)
-    return _run(request, provider, lambda: services.refresh_connection(user=request.user, provider=provider), "refreshed")
+    return _run(request, provider, lambda: services.refresh_connection(user=request.user, provider=provider),
+                "refreshed", limit="refresh")
 
 
 @login_required
@@ -123,11 +143,12 @@ def pick(request, platform):
 
 
 @require_GET
-def callback(request, platform):
+def callback(request, platform, callback_id=""):
     """Where the platform sends the browser back. Always ends on a clean /settings URL."""
     provider = _provider(platform)
     if not request.user.is_authenticated:
         # No `next`: the code and state must not survive into another URL.
         messages.error(request, "Sign in, then connect again: the connection was not completed.")
         return redirect("login")
-    return _run(request, provider, lambda: services.finish_connect(request=request, provider=provider, query=request.GET), "connected")
+    return _run(request, provider, lambda: services.finish_connect(request=request, provider=provider, query=request.GET,
+                                                                      callback_id=callback_id), "connected")

@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """Remove one protection at a time and check that the test suite notices.
 
-    .venv/bin/python scripts/mutation_check.py [part of a case name]      (all: about ten minutes)
+    .venv/bin/python scripts/mutation_check.py [part of a case name]
 
 Each entry names a case of shared/security-tests.md, the line that implements the protection,
-and a replacement that switches it off. The file is restored after each run. Exit status 1 when
-any mutation survives, i.e. no test failed without the protection.
+and a replacement that switches it off. The file is restored after each run. The suite first runs
+once unmutated and must pass whole (exit status 2 otherwise); a mutation counts as caught only
+when a test that passed unmutated fails. Exit status 1 when any mutation survives.
 """
 import os
 import subprocess
@@ -13,10 +14,69 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-TESTS = ["tests/test_oauth_security.py", "tests/test_platform_faults.py", "tests/test_find_api.py",
-         "tests/test_bluesky.py", "tests/test_secrets_at_rest.py", "tests/test_mastodon.py", "tests/test_tumblr.py",
-         "tests/test_api_tokens.py", "tests/test_upkeep.py", "tests/test_facebook.py", "tests/test_threads.py",
-         "tests/test_accounts.py", "tests/test_settings_page.py"]
+# The whole suite but the browser journeys (they take minutes and guard no line alone): what the
+# unmutated run must pass, and what a mutation of a file not named in TESTS_FOR runs.
+TESTS = ["tests", "--ignore=tests/browser"]
+BLUESKY = ["tests/test_bluesky.py", "tests/test_bluesky_identity.py", "tests/test_bluesky_hostile_replies.py",
+           "tests/test_bluesky_pds.py", "tests/test_platform_faults.py", "tests/test_credential_versions.py"]
+MASTODON = ["tests/test_mastodon.py", "tests/test_mastodon_mixup.py", "tests/test_mastodon_live.py",
+            "tests/test_oauth_security.py"]
+HTTP = ["tests/test_http_limits.py", "tests/test_ssrf_pinning.py", "tests/test_platform_faults.py"]
+# A mutation runs the tests of the file it mutates (longest matching prefix): a run of the whole
+# suite per mutation would take hours. A protection these miss shows up as NOT CAUGHT.
+TESTS_FOR = {
+    "platforms/providers/mastodon": MASTODON,
+    "platforms/providers/oauth2.py": [*MASTODON, "tests/test_threads.py", "tests/test_facebook.py"],
+    "platforms/providers/facebook.py": ["tests/test_facebook.py", "tests/test_facebook_graph.py"],
+    "platforms/providers/meta.py": ["tests/test_facebook.py", "tests/test_facebook_graph.py"],
+    "platforms/providers/threads.py": ["tests/test_threads.py", "tests/test_upkeep.py"],
+    "platforms/providers/tumblr.py": ["tests/test_tumblr.py", "tests/test_tumblr_identity.py"],
+    "platforms/providers/bluesky_publish.py": ["tests/publishing"],
+    "platforms/providers/meta_publish.py": ["tests/publishing"],
+    "platforms/providers/facebook_publish.py": ["tests/publishing"],
+    "platforms/providers/instagram_publish.py": ["tests/publishing"],
+    "platforms/providers/threads_publish.py": ["tests/publishing"],
+    "platforms/providers/mastodon_publish.py": ["tests/publishing"],
+    "platforms/providers/tumblr_publish.py": ["tests/publishing"],
+    "platforms/providers/bluesky.py": BLUESKY,
+    "platforms/providers/bluesky_oauth.py": ["tests/test_bluesky_oauth.py"],
+    "platforms/providers/atproto_oauth/": ["tests/test_bluesky_oauth.py"],
+    "platforms/providers/atproto_identity.py": BLUESKY,
+    "platforms/http.py": HTTP,
+    "platforms/hosts.py": [*HTTP, "tests/test_mastodon.py", "tests/test_bluesky.py"],
+    "platforms/replies.py": ["tests/test_http_limits.py", "tests/test_bluesky_hostile_replies.py"],
+    "platforms/meta_deletion.py": ["tests/test_meta_deletion.py"],
+    "platforms/upkeep.py": ["tests/test_upkeep.py"],
+    "platforms/quotas.py": ["tests/test_upkeep.py"],
+    "platforms/cards.py": ["tests/test_settings_page.py", "tests/test_threads.py"],
+    "platforms/api.py": ["tests/test_route_limits.py", "tests/test_api_tokens.py", "tests/test_find_api.py"],
+    "platforms/limits.py": ["tests/test_route_limits.py"],
+    "publishing/": ["tests/publishing"],
+    "platforms/services.py": ["tests/test_credential_versions.py", "tests/test_account_claims.py", *MASTODON,
+                              "tests/test_bluesky.py", "tests/test_threads.py", "tests/test_facebook.py",
+                              "tests/test_tumblr_identity.py", "tests/test_secrets_at_rest.py", "tests/test_upkeep.py",
+                              "tests/test_platform_faults.py"],
+    "platforms/oauth_state.py": ["tests/test_oauth_security.py", "tests/test_mastodon_mixup.py"],
+    "platforms/views.py": ["tests/test_oauth_security.py", "tests/test_route_limits.py"],
+    "platforms/providers/base.py": ["tests/test_oauth_security.py"],
+    "platforms/signals.py": ["tests/test_oauth_security.py"],
+    "platforms/health.py": ["tests/test_upkeep.py"],
+    "platforms/public.py": ["tests/test_find_api.py", "tests/test_secrets_at_rest.py"],
+    "platforms/admin.py": ["tests/test_secrets_at_rest.py", "tests/test_sentinel_sweep.py"],
+    "platforms/documents.py": ["tests/test_settings_page.py", "tests/test_credential_versions.py",
+                               "tests/test_secrets_at_rest.py"],
+    "accounts/ratelimit.py": ["tests/test_bluesky.py", "tests/test_login_limits.py", "tests/test_route_limits.py"],
+    "accounts/": ["tests/test_login_limits.py", "tests/test_accounts.py", "tests/test_api_tokens.py"],
+    "hayon/log_redaction.py": ["tests/test_server_logs.py", "tests/test_sentinel_sweep.py"],
+    "hayon/settings/": ["tests/test_login_limits.py", "tests/test_page_headers.py", "tests/test_production_settings.py",
+                        "tests/test_accounts.py", "tests/test_secrets_at_rest.py"],
+}
+
+
+def tests_for(path: str) -> list[str]:
+    """The tests of the longest prefix in TESTS_FOR that `path` starts with; else the whole suite."""
+    prefixes = [prefix for prefix in TESTS_FOR if path.startswith(prefix)]
+    return TESTS_FOR[max(prefixes, key=len)] if prefixes else TESTS
 MUTATIONS = [
     ("2 state bound to its user", "platforms/oauth_state.py", "or row.user_id != request.user.pk", "or False"),
     ("3 state bound to the session", "platforms/oauth_state.py",
@@ -27,11 +87,11 @@ MUTATIONS = [
      'return values[0] if len(values) == 1 else ""', 'return values[0] if values else ""'),
     ("7 state expires", "platforms/oauth_state.py",
      "if row.created_at < timezone.now() - timedelta(seconds=settings.OAUTH_STATE_MAX_AGE):", "if False:"),
-    ("22 Bluesky refresh under the row lock", "platforms/providers/bluesky.py",
-     "refresh_under_lock = True", "refresh_under_lock = False"),
+    ("22 Bluesky renewals take turns (lease)", "platforms/providers/bluesky.py",
+     "rotates_credentials = True", "rotates_credentials = False"),
     ("23 no redirects followed", "platforms/http.py",
      'kwargs["allow_redirects"] = False', 'kwargs["allow_redirects"] = True'),
-    ("29 app password shape checked", "platforms/providers/bluesky.py", "if not APP_PASSWORD.match(value):", "if False:"),
+    ("29 app password shape checked", "platforms/providers/bluesky.py", "if value and not APP_PASSWORD.match(value):", "if False:"),
     ("31 private hosts refused", "platforms/hosts.py",
      "allow_private = settings.HAYON_ALLOW_PRIVATE_HOSTS", "allow_private = True"),
     ("32 one allowlist for what is shown", "platforms/public.py",
@@ -41,7 +101,8 @@ MUTATIONS = [
     ("1 state is random", "platforms/oauth_state.py", "nonce = secrets.token_urlsafe(32)", 'nonce = "fixed"'),
     ("10 Connect is a POST", "platforms/views.py",
      "@login_required\n@require_POST\ndef connect(", "@login_required\ndef connect("),
-    ("11 an account linked to another user is refused", "platforms/services.py", "    if taken:\n", "    if False:\n"),
+    ("11 an account linked to another user is refused", "platforms/services.py",
+     "    if not claims.take(user=user, platform=provider.name, account_key=connection.account_key):\n", "    if False:\n"),
     ("12 a denied authorization is a cancel", "platforms/providers/oauth2.py",
      'raise FlowError("connection_cancelled", f"Connection to {label} cancelled.")', "pass"),
     ("13 code together with error refused", "platforms/providers/oauth2.py",
@@ -84,6 +145,303 @@ MUTATIONS = [
      "return timezone.now() + min(RETRY_BASE * 2 ** max(failures - 1, 0), RETRY_MAX)", "return timezone.now()"),
     ("upkeep: claimed rows skipped by other copies", "platforms/upkeep.py",
      "Q(claimed_until__isnull=True) | Q(claimed_until__lt=now)", "Q()"),
+    # Issue 13 (cases 39-51) and issue 12: the attack list in the README, "Cases added since".
+    ("39 an answer only at its own server's redirect URI", "platforms/services.py",
+     'if payload.get("callbackId", "") != callback_id:', "if False:"),
+    ("39 one redirect URI per server", "platforms/providers/mastodon.py",
+     'return f"{self.callback_url()}/{server_id(server)}"', "return self.callback_url()"),
+    ("39 iss checked", "platforms/providers/oauth2.py", 'if iss.rstrip("/") != str(expected).rstrip("/"):', "if False:"),
+    ("39 iss required where advertised", "platforms/providers/oauth2.py",
+     'if not iss and not payload.get("issRequired") and "iss" not in query:', "if not iss:"),
+    ("39 discovery issuer must be the server", "platforms/providers/mastodon.py",
+     'if canonical_url(data.get("issuer")).rstrip("/") != server:', "if False:"),
+    ("39 old shared redirect URI registered again", "platforms/providers/mastodon.py",
+     "if app and app.redirect_uri == self.redirect_uri_for(server) and", "if app and"),
+    ("40 whole-exchange deadline", "platforms/http.py",
+     "super().settimeout(_remaining(self._own))", "super().settimeout(self._own)"),
+    ("40 byte cap", "platforms/http.py", "JSON_MAX_BYTES = 1024 * 1024", "JSON_MAX_BYTES = 1 << 40"),
+    ("40 bomb decoded under the cap", "platforms/http.py",
+     "out += self._zlib.decompress(data, room + 1 - len(out))", "out += self._zlib.decompress(data)"),
+    ("40 action deadline caps each call", "platforms/http.py",
+     "self.ends = now + own if self.action is None else min(now + own, self.action.ends)", "self.ends = now + own"),
+    ("40 timed-out server not retried in an action", "platforms/http.py", "self._timed_out[server] = message", "pass"),
+    ("42 connect and refresh are rate limited", "platforms/limits.py", "    ratelimit.hit([", "    list(["),
+    ("44 the DID's document must name the PDS", "platforms/providers/atproto_identity.py",
+     "vouched = same_server(home, logged_in_at) or (", "vouched = True or ("),
+    ("44 the entryway's account confirmed by its PDS", "platforms/providers/atproto_identity.py",
+     "and session_did_at(home, access_jwt) == did", "and True"),
+    ("44 the handle resolves back to the DID", "platforms/providers/atproto_identity.py",
+     "    if not handle_points_to(handle, did, document):\n", "    if False:\n"),
+    ("44 the DID document claims the handle", "platforms/providers/atproto_identity.py",
+     "handle in handles_claimed(document) and ", ""),
+    ("44 a refused session is deleted", "platforms/providers/bluesky.py",
+     "            _end_session(pds, session.refresh_jwt)  # nothing of it is kept", "            pass  # nothing of it is kept"),
+    ("45 JSON depth bounded", "platforms/replies.py", "if nesting_depth(text) > MAX_DEPTH:", "if False:"),
+    ("45 non-finite numbers refused", "platforms/replies.py", "parse_float=_finite,", "parse_float=float,"),
+    ("45 httpx protocol errors are BAD_REPLY", "platforms/http.py",
+     "except (httpx.ProtocolError, httpx.DecodingError) as exc:", "except () as exc:"),
+    ("45 providers' own json() validated", "platforms/http.py", "response.__class__ = CheckedResponse", "pass"),
+    ("45 every httpx error is the SDK's NetworkError", "platforms/providers/bluesky.py",
+     "        except httpx.HTTPError as exc:\n            raise sdk.NetworkError() from exc",
+     "        except httpx.HTTPError as exc:\n            raise"),
+    ("45 an unusable JWT exp is no expiry", "platforms/providers/bluesky.py", "or not 0 < exp <= MAX_EXP:", "or False:"),
+    ("45 profile fields are text", "platforms/providers/bluesky.py",
+     'return value[:limit] if isinstance(value, str) else ""', "return value"),
+    ("45 avatar CID checked", "platforms/providers/bluesky.py",
+     "if isinstance(cid, str) and CID.match(cid) else", "if cid else"),
+    ("45 unused token revoked after the exchange", "platforms/providers/mastodon.py",
+     "            self._revoke_unused(server, auth)\n", "            pass\n"),
+    ("45 malformed instance configuration", "platforms/providers/mastodon_instance.py",
+     "    if not isinstance(configuration, dict):\n        return None", "    if configuration is None:\n        return None"),
+    ("45 unexpected failures answer JSON under /api/", "platforms/api.py",
+     "    except Exception as exc:  # a bug or a reply nobody foresaw: say so in JSON", "    except ZeroDivisionError as exc:  #"),
+    ("46 a session cookie cannot act with a GET", "platforms/api.py",
+     'if changes_state and request.method == "GET" and not request.auth_by_token:', "if False:"),
+    ("48 Mastodon key on the account's URI", "platforms/providers/mastodon.py", 'for field in ("uri", "url"):', "for field in ():"),
+    ("48 a URI on another server is not believed", "platforms/providers/mastodon.py",
+     "if url and same_server(origin(url), server):", "if url:"),
+    ("48 default port dropped", "platforms/hosts.py", "        port = None  # mastodon.social:443 is mastodon.social", "        pass"),
+    ("48 IDNA", "platforms/hosts.py", 'host = idna.encode(host, uts46=True).decode("ascii")', "pass"),
+    ("48 numeric hosts refused", "platforms/hosts.py", 'or _NUMERIC_LABEL.match(host.rsplit(".", 1)[-1])', "or False"),
+    ("49 a server's text quoted, not spoken", "platforms/providers/oauth2.py",
+     'message += f" {label} said: {quoted(description)}"', 'message += f" {description}"'),
+    ("49 error code checked", "platforms/providers/oauth2.py", 'code = error if _ERROR_CODE.match(error) else "unknown"', "code = error"),
+    ("50 requests connects to the checked address", "platforms/http.py", "guarded=conn.proxy is None,", "guarded=False,"),
+    ("50 httpx connects to the checked address", "platforms/http.py",
+     "_PinnedBackend(guarded=proxy is None)", "_PinnedBackend(guarded=False)"),
+    ("50 NAT64 refused", "platforms/hosts.py", "if any(address in network for network in _NAT64):", "if False:"),
+    ("50 IPv4-compatible refused", "platforms/hosts.py", "if address in _IPV4_COMPATIBLE:", "if False:"),
+    ("50 6to4/Teredo inspected", "platforms/hosts.py", "if embedded is not None and refusal(str(embedded)):", "if False:"),
+    ("51a strict base64url", "platforms/meta_deletion.py", '    body = value.rstrip("=")\n',
+     '    return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))\n'),
+    ("51b signed_request signature verified", "platforms/meta_deletion.py",
+     "if not hmac.compare_digest(b64url_decode(signature), expected):", "if False:"),
+    ("51c stale or future signed requests refused", "platforms/meta_deletion.py",
+     "if not now - MAX_AGE <= issued_at <= now + MAX_SKEW:", "if False:"),
+    ("51d issued_at required", "platforms/meta_deletion.py",
+     "if not isinstance(issued_at, int) or isinstance(issued_at, bool):", "if False:"),
+    ("51e a replay does not undo a reconnection", "platforms/meta_deletion.py",
+     "if connected_at and int(connected_at.timestamp()) > issued_at:", "if False:"),
+    ("51f one confirmation code per user", "platforms/meta_deletion.py",
+     'f"{app.platform}:{meta_user_id}"', 'f"{app.platform}:{meta_user_id}:{time.time()}"'),
+    ("51g Threads callbacks use the Threads secret", "platforms/meta_deletion.py",
+     'THREADS = MetaApp("threads", "THREADS_APP_SECRET"', 'THREADS = MetaApp("threads", "FACEBOOK_APP_SECRET"'),
+    ("51h algorithm checked", "platforms/meta_deletion.py", 'str(data.get("algorithm", "")).upper() != "HMAC-SHA256"', "False"),
+    ("12.8 a failing connection is not shown as connected", "platforms/cards.py",
+     'return "connected" if health.get("status", "active") == "active" else "unhealthy"', 'return "connected"'),
+    ("12.8 Mastodon 400 on verify_credentials is revoked", "platforms/providers/mastodon.py",
+     "if status not in (400, 401, 403):", "if status not in (401, 403):"),
+    ("12.10 PKCE always on Mastodon", "platforms/providers/mastodon.py", '"pkce": True,', '"pkce": bool(discovery["scopes"]),'),
+    ("12.5 retired app secrets still revoke", "platforms/providers/mastodon.py", "        if client_id in retired:", "        if False:"),
+    ("12.14a Facebook follows paging.next", "platforms/providers/facebook.py",
+     'following = self._next_page(paging.get("next") if isinstance(paging, dict) else None)', "following = None"),
+    ("12.14b at most 10 paging calls", "platforms/providers/facebook.py", "MAX_PAGE_REQUESTS = 10", "MAX_PAGE_REQUESTS = 100"),
+    ("12.14b at most 250 Pages", "platforms/providers/facebook.py", "return pages[:MAX_PAGES]", "return pages"),
+    ("12.14c paging.next only on the Graph host", "platforms/providers/facebook.py",
+     "if not same_host or not parts.path.startswith(base.path):", "if False:"),
+    ("12.14d appsecret_proof on every Graph call", "platforms/providers/meta.py",
+     'return {**params, "access_token": access_token, "appsecret_proof": appsecret_proof(access_token, app_secret)}',
+     'return {**params, "access_token": access_token}'),
+    ("12.14e revoke with the app token", "platforms/providers/facebook.py",
+     'path, token = (f"{user_id}/permissions", self._app_token()) if user_id else ("me/permissions", auth["userToken"])',
+     'path, token = ("me/permissions", auth["userToken"])'),
+    ("12.15 Tumblr keyed on the primary blog uuid", "platforms/providers/tumblr.py",
+     'account_key=primary["uuid"],', 'account_key=f"user:{user_name}",'),
+    ("12.15 a reported Bluesky handle must resolve to the DID", "platforms/providers/bluesky.py",
+     "        if atproto_identity.handle_points_to(reported, did):\n", "        if True:\n"),
+    ("12.1 superseded decided on the version", "platforms/services.py",
+     '    if not current.get("connected") or documents.credential_version(current) != expected_version:\n',
+     '    if not current.get("connected"):\n'),
+    ("12.1 version moves only on change", "platforms/services.py",
+     "    return version if previous_auth is not None and previous_auth == auth else version + 1", "    return version + 1"),
+    ("12.6 no transaction across the PDS call", "platforms/services.py",
+     "    with renewal_lease(user=user, provider=provider, wait=True) as doc:\n",
+     "    with transaction.atomic(), renewal_lease(user=user, provider=provider, wait=True) as doc:\n"),
+    ("12.6 one lease holder", "platforms/services.py",
+     "            if held_until is None or held_until <= timezone.now():", "            if True:"),
+    ("12.3 one linked-document path", "platforms/services.py",
+     "        if name not in connection.linked:\n", "        if name not in connection.linked or connection.linked[name] is None:\n"),
+    ("12.5 revoke what is not kept", "platforms/services.py",
+     "    if not (provider.revokes_remotely and provider.revokes_single_credential):\n        return",
+     "    if True:\n        return"),
+    ("12.4 a refresh's new account key is claimed", "platforms/services.py",
+     "    _move_claim(user, provider, current, connection)\n", "\n"),
+    ("45 rotated credential kept", "platforms/services.py",
+     "            doc = documents.with_credential(doc, error.replacement)", "            pass"),
+    ("45 any exception is health", "platforms/services.py",
+     "    except Exception as exc:  # noqa: BLE001 -- the type only", "    except ZeroDivisionError as exc:  # noqa: BLE001 -- the type only"),
+    ("review: choose reports supersession", "platforms/services.py",
+     '    if not written:\n        raise FlowError("changed_meanwhile"', '    if False:\n        raise FlowError("changed_meanwhile"'),
+    ("12.2 Threads replacement", "platforms/providers/threads.py",
+     "            if renewed:\n                error.replacement = Connection(", "            if False:\n                error.replacement = Connection("),
+    ("41 one server holds a share of the workers", "platforms/upkeep.py",
+     "            if all(busy[host] < share for host in check.servers):", "            if True:"),
+    ("41 per-account deadline", "platforms/upkeep.py",
+     "            if not future.done() and check.overdue(options.account_deadline):", "            if False:"),
+    ("12.7 app-wide quota counted in the database", "platforms/upkeep.py", "    return quotas.spend(", "    return True or quotas.spend("),
+    ("52 avatars http(s) only", "platforms/documents.py", '"avatar": web_url(self.avatar)}', '"avatar": self.avatar}'),
+    ("43 one sign-in limiter for every form", "hayon/settings/base.py",
+     'AUTHENTICATION_BACKENDS = ["accounts.backends.RateLimitedModelBackend"]',
+     'AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend"]'),
+    ("43 sign-in limit keyed on the normalised identity", "accounts/backends.py",
+     "checks = [(SIGN_IN_PER_IDENTITY, sign_in_key(username))]", "checks = [(SIGN_IN_PER_IDENTITY, username)]"),
+    ("43 throttled sign-in answers 429", "hayon/settings/base.py", '    "accounts.middleware.SignInThrottledStatus",\n', ""),
+    ("43 sign-up rate limited", "accounts/views.py",
+     "            ratelimit.hit([(SIGN_UP_PER_IP, ratelimit.client_ip(request))])", "            pass"),
+    ("43 look-alike usernames refused", "accounts/models.py", "        if taken.exists():", "        if False:"),
+    ("43 mixed-script usernames refused", "accounts/models.py", "        if mixes_scripts(self.username):", "        if False:"),
+    ("47 every log handler redacts", "hayon/log_redaction.py", "            handler.addFilter(RedactSecrets())", "            pass"),
+    ("52 signed-in pages no-store", "hayon/settings/base.py", '    "accounts.middleware.NoStoreForSignedIn",\n', ""),
+    ("52 CSP sent", "hayon/settings/base.py", '    "csp.middleware.CSPMiddleware",\n', ""),
+    ("52 CSP without inline script", "hayon/settings/base.py",
+     '        "script-src": [SELF],', '        "script-src": [SELF, "\'unsafe-inline\'"],'),
+    ("52 production refuses a per-process cache", "hayon/settings/prod.py",
+     'if CACHES["default"]["BACKEND"] in _PER_PROCESS_CACHES:', "if False:"),
+    ("52 API tokens expire", "accounts/models.py",
+     "        if self.expires_at is not None and self.expires_at <= (now or timezone.now()):", "        if False:"),
+    ("52 a password change stops API tokens", "accounts/models.py",
+     "        if not self.survives_password_change and self.password_version != self.user.password_version:", "        if False:"),
+    ("52 a re-hash is not a password change", "accounts/models.py",
+     '        if not getattr(self, "_rehashing", False):', "        if True:"),
+    ("12.17 the suite's subprocesses read no .env", "hayon/settings/test.py", 'os.environ["HAYON_ENV_FILE"] = ""', "pass"),
+    ("12.17 test settings read no .env", "hayon/settings/base.py",
+     '    if os.environ.get("DJANGO_ENV") == "test" or os.environ.get("DJANGO_SETTINGS_MODULE") == "hayon.settings.test":',
+     "    if False:"),
+    ("14 instagram: container stored before publish", "platforms/providers/instagram_publish.py",
+     "            handle.save(container_id=container)  # before media_publish: a retry publishes this one\n", "            pass\n"),
+    ("14 instagram: published container not republished", "platforms/providers/instagram_publish.py",
+     '                if _wait(graph, container) == "PUBLISHED":', '                if _wait(graph, container) == "NEVER":'),
+    ("14 threads: container stored before publish", "platforms/providers/threads_publish.py",
+     "            handle.save(container_id=container)  # before threads_publish: a retry publishes this one\n", "            pass\n"),
+    ("14 threads: published container not republished", "platforms/providers/threads_publish.py",
+     '                if _wait(graph, container) == "PUBLISHED":', '                if _wait(graph, container) == "NEVER":'),
+    ("14 facebook: no idempotency", "platforms/providers/facebook_publish.py",
+     "    publish_idempotent = False  # Graph has no idempotency key", "    publish_idempotent = True"),
+    ("14 meta: final-call timeout is unknown", "platforms/providers/meta_publish.py",
+     "    if error.kind in (Kind.UNAVAILABLE, Kind.BAD_REPLY) and (not final or _never_sent(error)):",
+     "    if error.kind in (Kind.UNAVAILABLE, Kind.BAD_REPLY):"),
+    ("14 meta: never-sent is retried", "platforms/providers/meta_publish.py", "        if isinstance(cause, ConnectTimeoutError):", "        if False:"),
+    ("14 meta: rate limit not accepted", "platforms/providers/meta_publish.py",
+     "    if known is not None and known.kind == Kind.RATE_LIMITED:", "    if False:"),
+    ("14 meta: refusal attributed", "platforms/providers/meta_publish.py",
+     '    return ContentRejected(f"{label} refused the post: {message}", code=tag)', '    return PlatformError(Kind.BAD_REPLY, "refused")'),
+    ("14 meta: ERROR container", "platforms/providers/meta_publish.py", '        if status == "ERROR":', '        if status == "NEVER":'),
+    ("14 instagram: hashtags", "platforms/providers/instagram_publish.py",
+     '            TextLimit("hashtags", 30, unit="hashtags", rule="hashtags"),\n', ""),
+    ("14 instagram: needs an image", "platforms/providers/instagram_publish.py", "        min_images=1,", "        min_images=0,"),
+    ("14 instagram: quota", "platforms/providers/instagram_publish.py", '        check_quota(graph, f"{user}/content_publishing_limit")\n', ""),
+    ("14 threads: quota", "platforms/providers/threads_publish.py", '    check_quota(graph, f"{user}/threads_publishing_limit")\n', ""),
+    ("14 linked target", "publishing/interface.py", "        if linked is not None:\n            return linked", "        if False:\n            return linked"),
+    ("14 media URL: expiry", "publishing/signed_media.py", '    if claims["e"] < time.time():', "    if False:"),
+    ("14 media URL: own salt", "publishing/signed_media.py", 'SALT = "hayon.publishing.signed-media"', 'SALT = "django.core.signing"'),
+    ("14 media URL: private cache", "publishing/signed_media.py", '    response["Cache-Control"] = "private, no-store"', "    pass"),
+    ("14 lease holds", "publishing/delivery.py",
+     "    lapsed = Q(status=Status.PUBLISHING, lease_until__lt=now)\n    return", "    lapsed = Q(status=Status.PUBLISHING)\n    return"),
+    ("14 claim is a compare-and-swap", "publishing/delivery.py",
+     "    taken = Delivery.objects.filter(unchanged).update(", "    taken = Delivery.objects.filter(pk=delivery_id).update("),
+    ("14 handle stored before the call", "publishing/delivery.py", "        store(handle.data)", "        pass"),
+    ("14 retry reuses the handle", "publishing/delivery.py", "    if taken.delivery.handle:", "    if False:"),
+    ("14 unknown outcome needs attention", "publishing/delivery.py",
+     "    if not (publisher.publish_idempotent or isinstance(error, NotAccepted)):", "    if False:"),
+    ("14 lapsed lease without idempotency", "publishing/delivery.py",
+     "    if taken.lapsed and not publisher.publish_idempotent:", "    if False:"),
+    ("14 retries bounded", "publishing/delivery.py", "    if delivery.attempts >= max_attempts():", "    if False:"),
+    ("14 stalled deliveries recovered", "publishing/delivery.py",
+     "    gone = Q(status=Status.PUBLISHING, lease_until__lt=now)", "    gone = Q(pk__in=[])"),
+    ("14 Bluesky record key is the handle", "platforms/providers/bluesky_publish.py",
+     '{"repo": did, "collection": COLLECTION, "rkey": rkey, "record": record}',
+     '{"repo": did, "collection": COLLECTION, "rkey": new_tid(), "record": record}'),
+    ("14 Idempotency-Key replay", "publishing/services.py",
+     "    earlier = Post.objects.filter(user=user, idempotency_key=key, created_at__gte=since).first()", "    earlier = None"),
+    ("14 Idempotency-Key body check", "publishing/services.py",
+     "    if earlier is not None and earlier.request_fingerprint != digest:", "    if False:"),
+    ("14 own media only", "publishing/services.py", "MediaFile.objects.filter(user=user, pk__in=ids)", "MediaFile.objects.filter(pk__in=ids)"),
+    ("14 own posts only", "publishing/api.py",
+     'Post.objects.prefetch_related("deliveries").filter(pk=post_id, user=request.user).first()',
+     'Post.objects.prefetch_related("deliveries").filter(pk=post_id).first()'),
+    ("14 unhealthy connection refused", "publishing/credentials.py",
+     '    if health.get("status", "active") != "active" or health.get("needsReconnection"):', "    if False:"),
+    ("14 publish rate limit", "publishing/services.py", "    ratelimit.hit([(limit, str(user.pk)) for limit in POST_LIMITS])", "    pass"),
+    ("14 nothing queued with a problem", "publishing/services.py",
+     "    if problems:\n        raise Invalid(problems)", "    if False:\n        raise Invalid(problems)"),
+    ('16 bluesky-oauth: callback iss (mix-up)', 'platforms/providers/atproto_oauth/client.py',
+     'if query_get("iss") != issuer:', 'if False:'),
+    ('16 bluesky-oauth: token sub is the typed DID', 'platforms/providers/bluesky_oauth.py',
+     'if payload["did"] and sub != payload["did"]:', 'if False:'),
+    ('16 bluesky-oauth: DID document names the PDS', 'platforms/providers/bluesky_oauth.py',
+     'if home is None or not identity.same_server(home, payload["pds"]):', 'if home is None:'),
+    ('16 bluesky-oauth: AS issuer matches', 'platforms/providers/atproto_oauth/discovery.py',
+     'if data.get("issuer") != issuer:', 'if False:'),
+    ('16 bluesky-oauth: resource names itself', 'platforms/providers/atproto_oauth/discovery.py',
+     'if origin(data.get("resource")) != pds:', 'if False:'),
+    ('16 bluesky-oauth: DPoP-bound tokens only', 'platforms/providers/atproto_oauth/client.py',
+     'if token_type.lower() != "dpop":', 'if False:'),
+    ('16 bluesky-oauth: use_dpop_nonce retry', 'platforms/providers/atproto_oauth/client.py',
+     'retry = attempt == 1 and _is_nonce_error(response)', 'retry = False'),
+    ('16 bluesky-oauth: refresh keeps the sub', 'platforms/providers/atproto_oauth/client.py',
+     'if tokens["sub"] != session["sub"]:', 'if False:'),
+    ('16 bluesky-oauth: JWKS publishes public halves', 'platforms/providers/atproto_oauth/keys.py',
+     'public = {name: jwk[name] for name in PUBLIC_FIELDS}', 'public = dict(jwk)'),
+    ('16 bluesky-oauth: unkept grant revoked', 'platforms/providers/bluesky_oauth.py',
+     '            _revoke_quietly(session)  # nothing of it is kept', '            pass  # nothing of it is kept'),
+    ('16 bluesky-oauth: private_key_jwt', 'platforms/providers/atproto_oauth/client.py',
+     'if not session["clientKid"]:  # the loopback client is public', 'if True:  # the loopback client is public'),
+    ('16 bluesky-oauth: PKCE S256', 'platforms/providers/atproto_oauth/client.py',
+     '"code_challenge": challenge, "code_challenge_method": "S256",', '"code_challenge": challenge, "code_challenge_method": "plain",'),
+    ('16 bluesky-oauth: DPoP ath', 'platforms/providers/atproto_oauth/keys.py',
+     'payload["ath"] = b64url(', 'payload["xath"] = b64url('),
+    ('16 bluesky-oauth: session bound to its client key', 'platforms/providers/atproto_oauth/client.py',
+     'jwk = next((k for k in client_keys() if k.get("kid") == session["clientKid"]), None)', 'jwk = client_keys()[0]'),
+    ('14 mastodon: Idempotency-Key sent', 'platforms/providers/mastodon_publish.py',
+     'headers={**headers, "Idempotency-Key": handle.data["idempotencyKey"]},', 'headers=headers,'),
+    ('14 mastodon: media reused on retry', 'platforms/providers/mastodon_publish.py',
+     'stored = [i for i in (handle.data.get("media_ids") or []) if isinstance(i, str)][:len(post.media)]', 'stored = []'),
+    ('14 mastodon: media processed first', 'platforms/providers/mastodon_publish.py',
+     '    _wait(server, headers, label, pending)\n', ''),
+    ("14 mastodon: the server's own limit", 'platforms/providers/mastodon_publish.py',
+     'text_limits=(TextLimit("mastodon", _limit(limits, "maxCharacters")),),', 'text_limits=(TextLimit("mastodon", 500),),'),
+    ("14 mastodon: the server's URL weight", 'platforms/providers/mastodon_publish.py',
+     'counting_options={"mastodon": {"characters_reserved_per_url": reserved}},', 'counting_options={},'),
+    ('14 mastodon: 400 invalid token is revoked', 'platforms/providers/mastodon_publish.py',
+     'if status in (401, 403) or (status == 400 and token_problem):', 'if status in (401, 403):'),
+    ('14 mastodon: image bytes fit', 'platforms/providers/mastodon_publish.py',
+     '    if len(data) > max_bytes:\n', '    if False:\n'),
+    ('14 mastodon: image pixels fit', 'platforms/providers/mastodon_publish.py',
+     '    if item.width * item.height > max_pixels:\n', '    if False:\n'),
+    ('14 tumblr: unknown outcome needs attention', 'platforms/providers/tumblr_publish.py',
+     'raise (_not_accepted(error) if sent_nothing(error) else error) from None', 'raise _not_accepted(error) from None'),
+    ('14 tumblr: never-sent is retried', 'platforms/providers/tumblr_publish.py',
+     '    return isinstance(reason, ConnectTimeoutError)', '    return False'),
+    ('14 tumblr: 5xx on the post is unknown', 'platforms/providers/tumblr_publish.py',
+     'if status == 503 or (status >= 500 and codes & UPLOAD_FAILED):', 'if status >= 500:'),
+    ('14 tumblr: alt text sent', 'platforms/providers/tumblr_publish.py',
+     '            block["alt_text"] = item.alt\n', '            pass\n'),
+    ("14 composer: another user's post", 'publishing/composer.py',
+     'return Post.objects.prefetch_related("deliveries").filter(pk=post_id, user=user).first()', 'return Post.objects.prefetch_related("deliveries").filter(pk=post_id).first()'),
+    ("14 composer: another user's image", 'publishing/views.py',
+     'item = MediaFile.objects.filter(pk=media_id, user=request.user).first() or _missing()', 'item = MediaFile.objects.filter(pk=media_id).first() or _missing()'),
+    ('14 composer: one post per form', 'publishing/composer.py',
+     'key = data.get("idempotency_key", "")[:255] or new_key()', 'key = new_key()'),
+    ('14 posts list: own posts only', 'publishing/composer.py',
+     'posts = Post.objects.filter(user=user).prefetch_related', 'posts = Post.objects.filter().prefetch_related'),
+    ('14 preview: overflow marked', 'publishing/previews.py',
+     'return [Segment(kind, part[:cut]), Segment(kind, part[cut:], over=True)]', 'return [Segment(kind, part)]'),
+    ('12.7 a quota window opened meanwhile is not spent', 'platforms/quotas.py',
+     'filter(name=name, window=window, used__gte=limit).exists()', 'filter(name=name, window=window).exists()'),
+    ('14 worker: deliveries in parallel', 'publishing/management/commands/worker.py',
+     'threads=threads or (1 if batch else DEFAULT_THREADS),', 'threads=1,'),
+    ('14 worker: finishes what is in flight', 'publishing/management/commands/worker.py',
+     '            for thread in pool:\n                thread.join()', '            pass'),
+    ("14 media: our pixel limit", "publishing/media.py", "if width * height > limits.max_pixels:", "if False:"),
+    ("14 media: content decides the type", "publishing/media.py",
+     "return Image.open(io.BytesIO(data), formats=list(MIME_TYPES))", "return Image.open(io.BytesIO(data))"),
+    ("14 media: truncated refused", "publishing/media.py", "frame.load()  # a full decode: truncated data raises here", "pass"),
+    ("14 media: orientation applied", "publishing/media.py", "return ImageOps.exif_transpose(image)", "return image"),
+    ("14 media: metadata stripped", "publishing/media.py",
+     "clean = clean.copy() if clean is upright else clean\n    clean.info = {}", "clean = clean.copy() if clean is upright else clean"),
+    ("14 media: under the byte cap", "publishing/media.py", "            if best.size <= max_bytes:\n                return best", "            return best"),
+    ("14 facets: UTF-8 byte offsets", "publishing/facets.py", 'byte_start = len(text[:start].encode("utf-8"))', "byte_start = start"),
+    ("14 facets: unresolved handle stays text", "publishing/facets.py", "        if dids[key]:", "        if True:"),
 ]
 # Not listed, with the reason: case 4 (sign out, another user signs in) is refused by the user
 # binding and the sign-out cleanup, mutated as cases 2 and 38; case 8 (two flows at once) and
@@ -93,7 +451,36 @@ MUTATIONS = [
 # refuses another browser's token, and is mutated above.
 
 
+def _pytest(*args: str, tests=TESTS) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args, *tests],
+                          cwd=ROOT, capture_output=True, text=True, env={**os.environ, "DJANGO_ENV": "test"})
+
+
+def _ids(output: str, outcome: str) -> list[str]:
+    """Test ids pytest reported with `outcome` (PASSED, FAILED, ERROR) in its -r summary."""
+    prefix = f"{outcome} "
+    return [line[len(prefix):].split(" - ")[0] for line in output.splitlines() if line.startswith(prefix)]
+
+
+def baseline() -> set[str] | None:
+    """The tests that pass with every protection in place; None (and why) when any does not.
+
+    A test that fails anyway (say, one that reads a developer's stray .env) would otherwise
+    "catch" every mutation and hide the ones nothing really catches.
+    """
+    run = _pytest("-rA")
+    broken = _ids(run.stdout, "FAILED") + _ids(run.stdout, "ERROR")
+    if run.returncode or broken:
+        print("The suite fails without any mutation; fix it first:", *broken[:10], sep="\n  ")
+        print(run.stdout[-2000:])
+        return None
+    return set(_ids(run.stdout, "PASSED"))
+
+
 def main(only: str = "") -> int:
+    passing = baseline()
+    if passing is None:
+        return 2
     survivors = 0
     for case, path, protection, mutant in MUTATIONS:
         if only not in case:
@@ -106,13 +493,13 @@ def main(only: str = "") -> int:
             continue
         file.write_text(original.replace(protection, mutant, 1))
         try:
-            run = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *TESTS],
-                                 cwd=ROOT, capture_output=True, text=True, env={**os.environ, "DJANGO_ENV": "test"})
+            run = _pytest("-x", "-rf", tests=tests_for(path))
         finally:
             file.write_text(original)
-        failed = next((line[7:] for line in run.stdout.splitlines() if line.startswith("FAILED")), "")
-        print(f"case {case}: " + (f"caught by {failed[:100]}" if run.returncode else "NOT CAUGHT"), flush=True)
-        survivors += not run.returncode
+        # Caught only by a test that passed with the protection in place.
+        catchers = [test for test in _ids(run.stdout, "FAILED") if test in passing]
+        print(f"case {case}: " + (f"caught by {catchers[0][:100]}" if catchers else "NOT CAUGHT"), flush=True)
+        survivors += not catchers
     return 1 if survivors else 0
 
 

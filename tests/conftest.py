@@ -107,3 +107,23 @@ def fake_dns(monkeypatch):
 
 
 TXT_RECORDS: dict[str, str] = {}  # _atproto.<handle> TXT records, by handle
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rate_limits():
+    """Rate-limit counters live in the cache: each test starts with none spent."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+
+
+def this_database_url() -> str:
+    """A DATABASE_URL naming the database this test run uses, for the processes a test starts
+    (a worker, the upkeep command) to work on the same rows. Needs django_db(transaction=True)."""
+    from django.db import connection
+
+    db = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{db['NAME']}"
+    return f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"

@@ -108,3 +108,37 @@ def test_card_says_when_it_was_checked_and_when_the_token_expires(signed_in, use
 )
 def test_spans_read_as_their_largest_whole_unit(delta, text):
     assert span(delta) == text
+
+
+def _set_health(account, name, **health):
+    doc = account.document(name)
+    doc["health"] = {"checkedAt": "2026-11-23T00:00:00Z", "needsReconnection": False, **health}
+    account.set_document(name, doc)
+    account.save()
+
+
+@pytest.mark.parametrize("name, identifiers, field, value", [
+    ("mastodon", {"instanceUrl": "https://social.example", "accountId": "1"}, "instance", "https://social.example"),
+    ("bluesky", {"did": "did:plc:abc", "handle": "me.bsky.social"}, "identifier", "me.bsky.social"),
+])
+def test_reconnect_form_comes_up_filled_in(signed_in, user, name, identifiers, field, value):
+    """Issue 12, item 12: the user reconnects the account they had, without retyping it."""
+    account = seed_connection(user, name, handle="me", identifiers=identifiers)
+    _set_health(account, name, status="revoked", needsReconnection=True, reason="Access was revoked.")
+    body = card(signed_in.get("/settings").content.decode(), name)
+    assert f'name="{field}" value="{value}"' in body
+
+
+def test_a_new_connect_form_is_empty(signed_in):
+    body = card(signed_in.get("/settings").content.decode(), "mastodon")
+    assert 'name="instance" ' in body and 'name="instance" value=' not in body
+
+
+@pytest.mark.parametrize("status", ["error", "revoked", "expired"])
+def test_a_failing_connection_is_never_shown_as_plainly_connected(signed_in, user, status):
+    """Issue 12, item 8: no green "Connected" badge beside Error or Revoked."""
+    account = seed_connection(user, "mastodon", handle="me", identifiers={"instanceUrl": "https://social.example"})
+    _set_health(account, "mastodon", status=status, reason="social.example is having trouble (HTTP 500).")
+    body = card(signed_in.get("/settings").content.decode(), "mastodon")
+    assert 'class="pill ok"' not in body and "Connected, failing" in body
+    assert "social.example is having trouble (HTTP 500)." in body and "Refresh" in body
