@@ -8,6 +8,7 @@ import respx
 from django.core.cache import cache
 from django.test import Client
 
+from platforms.documents import read_auth
 from platforms.services import account_for
 
 from .conftest import SENTINEL, TXT_RECORDS
@@ -43,6 +44,8 @@ def pds():
         mock.post(f"{fx.PDS}/xrpc/com.atproto.server.deleteSession").respond(200)
         mock.post(f"{SERVICE}/xrpc/com.atproto.server.createSession").respond(
             401, json=fx.error("AuthenticationRequired", "Invalid identifier or password"))
+        mock.get(f"{SERVICE}/xrpc/com.atproto.identity.resolveHandle").respond(
+            400, json=fx.error("InvalidRequest", "Unable to resolve handle"))
         yield mock
     TXT_RECORDS.clear()
 
@@ -61,13 +64,23 @@ def test_connect_resolves_the_handle_to_its_own_pds_and_stores_the_session(api, 
     assert SENTINEL not in response.content.decode()
 
 
-def test_email_logs_in_at_the_configured_service(api, user):
-    with respx.mock() as mock:
-        login = mock.post(f"{SERVICE}/xrpc/com.atproto.server.createSession").respond(json=fx.session())
-        mock.get(f"{fx.PDS}/xrpc/app.bsky.actor.getProfile").respond(json=fx.PROFILE)
-        assert post_connect(api, identifier="alice@example.com").status_code == 200
-        assert login.called
-    assert stored(user)["did"] == fx.DID
+def test_email_logs_in_at_the_configured_service(api, user, pds):
+    """The entryway (bsky.social) signs in accounts that live on another PDS: the DID's own
+    document names that PDS, and the PDS confirms the session is that DID's (getSession)."""
+    login = pds.post(f"{SERVICE}/xrpc/com.atproto.server.createSession").respond(json=fx.session())
+    confirm = pds.get(f"{fx.PDS}/xrpc/com.atproto.server.getSession").respond(
+        json={"did": fx.DID, "handle": fx.HANDLE, "active": True})
+    assert post_connect(api, identifier="alice@example.com").status_code == 200
+    assert login.called and confirm.called
+    assert stored(user)["did"] == fx.DID and read_auth(stored(user))["pds"] == fx.PDS
+
+
+def test_the_entryway_cannot_hand_over_an_account_its_pds_does_not_confirm(api, user, pds):
+    pds.post(f"{SERVICE}/xrpc/com.atproto.server.createSession").respond(json=fx.session())
+    pds.get(f"{fx.PDS}/xrpc/com.atproto.server.getSession").respond(400, json=fx.error("InvalidToken", "Bad token"))
+    response = post_connect(api, identifier="alice@example.com")
+    assert response.status_code == 502 and "names another server" in response.json()["message"]
+    assert stored(user) == {}
 
 
 def test_bare_pds_profile_comes_from_the_repo_record(api, user, pds):
@@ -241,8 +254,6 @@ def test_rotated_tokens_survive_a_failure_after_renewal(api, user, pds):
     doc = stored(user)
     assert doc["health"]["status"] == "active" and doc["health"]["needsReconnection"] is False
     assert "will be retried" in doc["health"]["reason"]
-    from platforms.documents import read_auth
-
     assert read_auth(doc)["refreshJwt"].endswith("refresh2")
 
 
@@ -261,3 +272,56 @@ def test_failed_delete_session_still_disconnects(api, user, pds):
     response = api.delete("/api/platform/bluesky/disconnect")
     assert response.status_code == 200 and "failed" in response.json()["message"]
     assert stored(user) == {"connected": False}
+
+
+# -- the handle follows the account (issue 12 item 15) ---------------------------------------------
+def test_refresh_follows_a_handle_change_that_resolves_to_the_did(api, user, pds):
+    connect_with(api, pds)
+    TXT_RECORDS["alice2.example"] = fx.DID
+    pds.get(f"https://plc.directory/{fx.DID}").respond(json={**fx.PLC_DOCUMENT, "alsoKnownAs": ["at://alice2.example"]})
+    pds.get(f"{fx.PDS}/xrpc/app.bsky.actor.getProfile").respond(json={**fx.PROFILE, "handle": "alice2.example"})
+    assert api.get("/api/platform/bluesky/refresh").status_code == 200
+    doc = stored(user)
+    assert doc["handle"] == doc["profile"]["handle"] == "alice2.example"
+    assert api.get("/api/platform/find").json()["data"]["bluesky"]["handle"] == "alice2.example"
+
+
+def test_refresh_keeps_the_verified_handle_when_the_reported_one_does_not_resolve(api, user, pds):
+    """The AppView (or a PDS) reports a handle that does not point back to the DID: not believed."""
+    connect_with(api, pds)
+    pds.get(f"{fx.PDS}/xrpc/app.bsky.actor.getProfile").respond(json={**fx.PROFILE, "handle": "mallory.example"})
+    assert api.get("/api/platform/bluesky/refresh").status_code == 200
+    doc = stored(user)
+    assert doc["handle"] == doc["profile"]["handle"] == fx.HANDLE
+    assert doc["health"]["status"] == "active" and "@mallory.example" in doc["health"]["reason"]
+
+
+# -- every hop of handle -> DID -> DID document -> PDS passes the SSRF guard (case 31) ----------------
+@pytest.mark.parametrize("did", ["did:web:metadata.example", "did:web:intranet.example", "did:web:sneaky.example",
+                                 "did:web:localhost%3A8080", "did:web:169.254.169.254"])
+def test_a_did_web_host_on_a_private_network_is_never_fetched(api, user, did):
+    TXT_RECORDS[fx.HANDLE] = did
+    with respx.mock() as mock:
+        login = mock.post(f"{SERVICE}/xrpc/com.atproto.server.createSession").respond(401, json=fx.error("AuthenticationRequired"))
+        assert post_connect(api).status_code == 502
+        assert login.called and len(mock.calls) == 1  # the configured service, and nothing else
+    TXT_RECORDS.clear()
+
+
+@pytest.mark.parametrize("handle", ["intranet.example", "metadata.example", "sneaky.example"])
+def test_a_handle_whose_host_is_private_is_not_asked_for_its_did(api, user, handle):
+    with respx.mock() as mock:
+        login = mock.post(f"{SERVICE}/xrpc/com.atproto.server.createSession").respond(401, json=fx.error("AuthenticationRequired"))
+        post_connect(api, identifier=handle)
+        assert login.called and len(mock.calls) == 1
+
+
+def test_a_did_document_naming_a_private_pds_refuses_the_session(api, user, pds):
+    """After sign-in at the entryway, the PDS the account's own document names must be public too."""
+    pds.post(f"{SERVICE}/xrpc/com.atproto.server.createSession").respond(json=fx.session())
+    pds.get(f"https://plc.directory/{fx.DID}").respond(json={**fx.PLC_DOCUMENT, "service": [
+        {"id": "#atproto_pds", "type": "AtprotoPersonalDataServer", "serviceEndpoint": "https://169.254.169.254"}]})
+    response = post_connect(api, identifier="alice@example.com")
+    assert response.status_code == 502 and "names no server Hayon may connect to" in response.json()["message"]
+    assert all("169.254" not in str(call.request.url) for call in pds.calls)
+    assert stored(user) == {}

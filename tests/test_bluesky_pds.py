@@ -1,5 +1,6 @@
 """Bluesky against a real AT Protocol PDS on 127.0.0.1 (installed by `make test`, see tests/peers/pds)."""
 import json
+import uuid
 
 import httpx
 import pytest
@@ -66,3 +67,21 @@ def test_revoked_app_password_is_seen_at_refresh(api, user, real_pds, pds_accoun
     assert api.get("/api/platform/bluesky/refresh").status_code == 502
     health = account_for(user).document("bluesky")["health"]
     assert health["needsReconnection"] is True and health["status"] in ("expired", "revoked")
+
+
+@pytest.mark.django_db
+def test_a_handle_change_on_the_pds_is_followed_at_refresh(api, user, real_pds, pds_account):
+    """Issue 12 item 15: the user renames themselves on the PDS; Refresh shows the new handle, once
+    it resolves back to the DID (through the configured service: `.test` names have no DNS)."""
+    assert connect(api, pds_account["handle"], pds_account["app_password"]).status_code == 200
+    renamed = f"r{uuid.uuid4().hex[:10]}.test"
+    with httpx.Client(base_url=real_pds["pdsUrl"], timeout=10) as http:
+        session = http.post("/xrpc/com.atproto.server.createSession",
+                            json={"identifier": pds_account["handle"], "password": pds_account["password"]}).json()
+        http.post("/xrpc/com.atproto.identity.updateHandle", json={"handle": renamed},
+                  headers={"authorization": f"Bearer {session['accessJwt']}"}).raise_for_status()
+    refreshed = api.get("/api/platform/bluesky/refresh")
+    assert refreshed.status_code == 200, refreshed.content
+    doc = account_for(user).document("bluesky")
+    assert doc["handle"] == doc["profile"]["handle"] == renamed
+    assert doc["health"]["reason"] == ""

@@ -42,6 +42,7 @@ def test_whole_journey(signed_in_page, live_server, real_pds, pds_account, brows
     card = page.locator("#platform-bluesky")
     expect(card.get_by_text("Needs reconnection")).to_be_visible()
     expect(card.get_by_label("App password")).to_be_visible()  # Reconnect is the app-password form
+    expect(card.get_by_label("Handle or email")).to_have_value(pds_account["handle"])  # pre-filled (issue 12 item 12)
     shot("bluesky-2-needs-reconnection")
 
     fill_and_connect(page, pds_account["handle"], new_app_password(real_pds["pdsUrl"], pds_account, "hayon-2"),
