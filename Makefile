@@ -28,8 +28,17 @@ install-dev: $(VENV)/.installed-dev
 migrate: install .env
 	$(BIN)/python manage.py migrate --noinput
 
+# The web server and a task worker (publishing) side by side. Ctrl-C stops both, and so does
+# either one stopping; the worker finishes the post it is sending first. `set -m` gives each its
+# own process group (a background job of a script would ignore Ctrl-C), so the trap reaches
+# runserver's autoreload child too.
 run: migrate
-	$(BIN)/python manage.py runserver 127.0.0.1:8000
+	@echo "Hayon on http://127.0.0.1:8000, with a task worker beside it. Ctrl-C stops both."
+	@bash -c 'set -m; trap "exit 130" INT TERM; \
+	  trap "for job in \$$(jobs -p); do kill -INT -- -\$$job 2>/dev/null; done; wait" EXIT; \
+	  $(BIN)/python manage.py worker & \
+	  $(BIN)/python manage.py runserver 127.0.0.1:8000 & \
+	  wait -n'
 
 # Debian's Chromium drives the browser tests; installed when missing and we are root.
 chromium:
@@ -45,9 +54,17 @@ $(PDS_DIR)/.ready: tests/peers/pds/setup.sh tests/peers/pds/start-pds.mjs
 	@if bash tests/peers/pds/setup.sh $(CURDIR)/$(PDS_DIR) > .peers/setup.log 2>&1; then touch $@; \
 	  else echo "Could not install the local PDS (see .peers/setup.log): its tests will be skipped"; fi
 
+# axe-core for the accessibility browser tests, pinned in tests/peers/axe/package.json.
+AXE_DIR := .peers/axe
+$(AXE_DIR)/.ready: tests/peers/axe/package.json
+	@mkdir -p $(AXE_DIR) && cp tests/peers/axe/package.json $(AXE_DIR)/
+	@if command -v npm >/dev/null 2>&1 && (cd $(AXE_DIR) && npm install -q --no-package-lock --no-audit --no-fund >/dev/null 2>&1); \
+	  then touch $@; else echo "Could not install axe-core: the accessibility tests will be skipped"; fi
+
 peers:
 	@mkdir -p .peers
 	@$(MAKE) --no-print-directory $(PDS_DIR)/.ready
+	@$(MAKE) --no-print-directory $(AXE_DIR)/.ready
 
 test: install-dev chromium peers
 	DJANGO_ENV=test $(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -17,7 +17,9 @@ def production_env(database_url: str, **extra: str) -> dict:
         **os.environ, "DJANGO_ENV": "production", "DJANGO_SETTINGS_MODULE": "hayon.settings.prod",
         "DATABASE_URL": database_url, "SECRET_KEY": "bench-" + Fernet.generate_key().decode(),
         "TOKEN_ENCRYPTION_KEYS": BENCH_KEY, "PUBLIC_URL": "https://hayon.bench", "ALLOWED_HOSTS": "hayon.bench",
-        "LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT), **extra,
+        "LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT),
+        "CACHE_URL": "filecache:///tmp/hayon-bench-cache",  # production refuses a per-process cache
+        **extra,
     }
 
 

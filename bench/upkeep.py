@@ -5,8 +5,11 @@
                                      [--databases sqlite,postgres] [--postgres postgres://...]
 
 Seeds N due connections spread over the five platforms, every platform played by one local HTTP
-server on 127.0.0.1 (a separate process) that answers each call after `delay` seconds, and runs
-the real command as cron would. Printed, per database:
+server (a separate process) that answers each call after `delay` seconds, and runs the real
+command as cron would. The upkeep lets one user-chosen server hold at most an eighth of its
+workers, so, as in production, each Mastodon server and each PDS has its own host: `--servers`
+loopback addresses each (127.0.1.x for PDSes, 127.0.2.x for Mastodon; Linux routes all of
+127/8 to loopback). Tumblr, Facebook and Threads stay on 127.0.0.1. Printed, per database:
   - wall time, accounts per second, and the ratio to the ideal N x delay / concurrency;
   - the ratio to a baseline measured in the same run: the same number of calls to the same
     server from a bare thread pool (no Django, no database), i.e. the floor on this machine;
@@ -35,6 +38,17 @@ from bench.common import DEFAULT_POSTGRES, ROOT, production_env, scratch_postgre
 
 PYTHON = sys.executable
 PLATFORMS = ("bluesky", "tumblr", "facebook", "threads", "mastodon")
+SERVER_NETS = {"bluesky": "127.0.1", "mastodon": "127.0.2"}  # the user-chosen servers' loopback hosts
+
+
+def server_hosts(servers: int) -> list[str]:
+    return [f"{net}.{n}" for net in SERVER_NETS.values() for n in range(1, servers + 1)]
+
+
+def server_url(base: str, platform: str, i: int, servers: int) -> str:
+    """Account i's PDS or Mastodon server: the same port as `base`, on its own loopback address."""
+    port = urlsplit(base).port
+    return f"http://{SERVER_NETS[platform]}.{(i // len(PLATFORMS)) % servers + 1}:{port}"
 
 
 # -- the platforms -----------------------------------------------------------------------------
@@ -62,7 +76,7 @@ class Platforms:
     """
 
     def __init__(self, delay: float):
-        self.delay, self.seen = delay, Counter()
+        self.delay, self.seen, self.instance_reads = delay, Counter(), 0
 
     async def handle(self, reader, writer):
         try:
@@ -86,14 +100,18 @@ class Platforms:
         url = urlsplit(target)
         query = {k: v[0] for k, v in parse_qs(url.query).items()}
         if url.path == "/__stats":
-            return 200, {"requests": sum(self.seen.values()),
+            return 200, {"requests": sum(self.seen.values()), "instance_reads": self.instance_reads,
                          "duplicates": sum(n - 1 for n in self.seen.values() if n > 1)}
         if url.path == "/__reset":
             self.seen.clear()
+            self.instance_reads = 0
             return 200, {}
         await asyncio.sleep(self.delay)
         if url.path == "/__baseline":
             return 200, {"ok": True}
+        if url.path == "/api/v2/instance":  # one per Mastodon refresh, not per account: not a duplicate
+            self.instance_reads += 1
+            return 200, INSTANCE
         token, body = self.route(url.path, query, headers)
         self.seen[(url.path, token)] += 1
         return (404 if "error" in body else 200), body
@@ -125,17 +143,29 @@ class Platforms:
         return "", {"error": f"no route for {path}"}
 
 
-def serve(port: int, delay: float) -> None:
+# /api/v2/instance, trimmed to what Hayon reads (https://docs.joinmastodon.org/methods/instance/#v2)
+INSTANCE = {"domain": "bench.test", "version": "4.3.0", "source_url": "https://github.com/mastodon/mastodon",
+            "configuration": {"statuses": {"max_characters": 500, "max_media_attachments": 4,
+                                           "characters_reserved_per_url": 23},
+                              "media_attachments": {"supported_mime_types": ["image/jpeg", "image/png"],
+                                                    "image_size_limit": 16777216, "image_matrix_limit": 33177600}}}
+
+
+def serve(port: int, delay: float, servers: int) -> None:
     async def main():
-        server = await asyncio.start_server(Platforms(delay).handle, "127.0.0.1", port, backlog=1024)
-        print(server.sockets[0].getsockname()[1], flush=True)
-        await server.serve_forever()
+        platforms = Platforms(delay)
+        server = await asyncio.start_server(platforms.handle, "127.0.0.1", port, backlog=1024)
+        port_taken = server.sockets[0].getsockname()[1]
+        others = [await asyncio.start_server(platforms.handle, host, port_taken, backlog=256)
+                  for host in server_hosts(servers)]
+        print(port_taken, flush=True)
+        await asyncio.gather(server.serve_forever(), *(s.serve_forever() for s in others))
 
     asyncio.run(main())
 
 
 # -- seeding -----------------------------------------------------------------------------------
-def seed(accounts: int, base: str) -> None:
+def seed(accounts: int, base: str, servers: int) -> None:
     """Runs in a child process with the benchmark's environment: migrate, then N due connections."""
     import django
 
@@ -156,13 +186,13 @@ def seed(accounts: int, base: str) -> None:
     rows = []
     for i, user in enumerate(users):
         row = SocialAccount(user=user, next_check_at=documents.EPOCH)
-        for name, connection in connections_for(i, base, timezone.now()).items():
+        for name, connection in connections_for(i, base, timezone.now(), servers).items():
             row.set_document(name, documents.connected_document(connection))
         rows.append(row)
     SocialAccount.objects.bulk_create(rows, batch_size=500)
 
 
-def connections_for(i: int, base: str, now) -> dict:
+def connections_for(i: int, base: str, now, servers: int) -> dict:
     from datetime import timedelta
 
     from platforms.documents import Connection, Profile, iso
@@ -171,7 +201,7 @@ def connections_for(i: int, base: str, now) -> dict:
     platform = PLATFORMS[i % len(PLATFORMS)]
     if platform == "bluesky":
         did = "did:plc:" + base64.b32encode(hashlib.sha256(str(i).encode()).digest()).decode().lower()[:24]
-        auth = {"pds": base, "accessJwt": jwt(did, -60, f"a{i}"), "refreshJwt": jwt(did, 60 * 86400, f"r{i}")}
+        auth = {"pds": server_url(base, platform, i, servers), "accessJwt": jwt(did, -60, f"a{i}"), "refreshJwt": jwt(did, 60 * 86400, f"r{i}")}
         return {"bluesky": Connection(profile, did, {"did": did, "handle": "bench.test"}, auth)}
     if platform == "tumblr":
         auth = {"oauthToken": f"tumblr-{i}", "oauthTokenSecret": "s"}
@@ -184,7 +214,8 @@ def connections_for(i: int, base: str, now) -> dict:
         auth = {"accessToken": f"threads-{i}", "issuedAt": iso(now - timedelta(days=2))}
         return {"threads": Connection(profile, str(i), {"platformId": str(i)}, auth, expires_at=now + timedelta(days=50))}
     auth = {"accessToken": f"mastodon-{i}"}
-    return {"mastodon": Connection(profile, f"{base}|{i}", {"instanceUrl": base, "accountId": str(i)}, auth)}
+    server = server_url(base, platform, i, servers)
+    return {"mastodon": Connection(profile, f"{server}|{i}", {"instanceUrl": server, "accountId": str(i)}, auth)}
 
 
 # -- running -----------------------------------------------------------------------------------
@@ -254,7 +285,8 @@ def bench_database(label: str, url: str, base: str, args, floor: float) -> None:
     ideal = args.accounts * args.delay / args.concurrency
     plans = [(1, args.concurrency)] + ([(2, args.concurrency // 2)] if url.startswith("postgres") else [])
     for copies, concurrency in plans:
-        subprocess.run([PYTHON, __file__, "seed", "--accounts", str(args.accounts), "--base", base],
+        subprocess.run([PYTHON, __file__, "seed", "--accounts", str(args.accounts), "--base", base,
+                        "--servers", str(args.servers)],
                        cwd=ROOT, env=env, check=True)
         stats(base, reset=True)
         wall, results = run_copies(env, copies, concurrency)
@@ -273,7 +305,9 @@ def bench_database(label: str, url: str, base: str, args, floor: float) -> None:
               f"(the same command with nothing due: {idle:.0f} MB)")
         cpu = sum(r["cpu"] for r in results)
         print(f"  CPU time of the command {cpu:.1f} s ({cpu / args.accounts * 1000:.1f} ms per account)")
-        print(f"  platform calls {seen['requests']}, duplicates {seen['duplicates']}")
+        print(f"  platform calls {seen['requests']} (+ {seen['instance_reads']} Mastodon /api/v2/instance reads: "
+              f"the ideal for every call made is {(seen['requests'] + seen['instance_reads']) * args.delay / args.concurrency:.1f} s), "
+              f"duplicates {seen['duplicates']}")
         if copies == 1:
             print("  " + "\n  ".join(results[0]["output"].strip().splitlines()))
 
@@ -285,13 +319,16 @@ def main() -> None:
     parser.add_argument("--delay", type=float, default=0.1, help="seconds each platform call takes")
     parser.add_argument("--databases", default="sqlite,postgres")
     parser.add_argument("--postgres", default=DEFAULT_POSTGRES)
+    parser.add_argument("--servers", type=int, default=50, help="Mastodon servers, and PDSes, each on its own host")
     args = parser.parse_args()
 
-    server = subprocess.Popen([PYTHON, __file__, "serve", "--delay", str(args.delay)], stdout=subprocess.PIPE, text=True)
+    server = subprocess.Popen([PYTHON, __file__, "serve", "--delay", str(args.delay), "--servers", str(args.servers)],
+                              stdout=subprocess.PIPE, text=True)
     base = f"http://127.0.0.1:{server.stdout.readline().strip()}"
     try:
         print(f"{args.accounts} connections over {', '.join(PLATFORMS)}; every call answered after "
-              f"{args.delay * 1000:.0f} ms; {os.cpu_count()} CPUs")
+              f"{args.delay * 1000:.0f} ms; {args.servers} Mastodon servers and {args.servers} PDSes, "
+              f"each its own host; {os.cpu_count()} CPUs")
         floor = baseline(base, args.accounts, args.concurrency)
         print(f"bare-pool baseline: {args.accounts} calls at concurrency {args.concurrency} in {floor:.1f} s")
         if "sqlite" in args.databases:
@@ -311,11 +348,12 @@ if __name__ == "__main__":
         sub.add_argument("--delay", type=float, default=0.1)
         sub.add_argument("--accounts", type=int)
         sub.add_argument("--base")
+        sub.add_argument("--servers", type=int, default=50)
         options = sub.parse_args()
         if options.mode == "serve":
-            serve(0, options.delay)
+            serve(0, options.delay, options.servers)
         else:
             sys.path.insert(0, str(ROOT))
-            seed(options.accounts, options.base)
+            seed(options.accounts, options.base, options.servers)
     else:
         main()

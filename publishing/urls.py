@@ -1,0 +1,13 @@
+from django.urls import path
+
+from . import api, page_urls
+from . import signed_media
+
+urlpatterns = [
+    path("api/media", api.upload_media, name="api_media"),
+    path("api/posts", api.posts, name="api_posts"),
+    path("api/posts/<int:post_id>", api.post_detail, name="api_post"),
+    path("api/posts/<int:post_id>/retry", api.retry, name="api_post_retry"),
+    path("media/s/<str:token>", signed_media.serve, name="signed_media"),  # signed, expiring (signed_media.py)
+]
+urlpatterns += page_urls.urlpatterns  # the composer and post pages
