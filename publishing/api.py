@@ -61,6 +61,23 @@ def retry(request, post_id):
     return reply(post_json(Post.objects.prefetch_related("deliveries").get(pk=post.pk)), message=message)
 
 
+@endpoint("POST")
+def mark_published(request, post_id, platform):
+    """`{"url": optional}`: the user checked a post that needs attention and it is there."""
+    post = _own_post(request, post_id)
+    if post is None:
+        return fail("No such post.", 404)
+    try:
+        url = json.loads(request.body or b"{}").get("url", "")
+        marked = services.mark_published(post=post, platform=platform, url=url if isinstance(url, str) else "")
+    except (ValueError, AttributeError) as exc:
+        return fail(str(exc) if isinstance(exc, ValueError) and "link" in str(exc) else "Send a JSON object.", 400)
+    if not marked:
+        return fail("That account's delivery is not waiting for an answer (only one that needs attention can be "
+                    "marked as published).", 409)
+    return reply(post_json(Post.objects.prefetch_related("deliveries").get(pk=post.pk)), message="Marked as published.")
+
+
 def _own_post(request, post_id) -> Post | None:
     """The user's post; someone else's reads the same as one that does not exist."""
     return Post.objects.prefetch_related("deliveries").filter(pk=post_id, user=request.user).first()

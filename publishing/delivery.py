@@ -234,6 +234,14 @@ def stalled(now=None) -> list[int]:
     return list(Delivery.objects.filter(gone | overdue).values_list("pk", flat=True)[:500])
 
 
+def mark_published(*, post, platform: str, url: str = "") -> bool:
+    """The user's answer to "needs attention": the post did reach the platform. Only a delivery
+    whose outcome is unknown may be marked (never one Hayon knows failed or is still sending)."""
+    now = timezone.now()
+    return bool(Delivery.objects.filter(post=post, platform=platform, status=Status.NEEDS_ATTENTION).update(
+        status=Status.PUBLISHED, url=url, error="", error_kind="", published_at=now, updated_at=now))
+
+
 def retry_failed(*, post) -> list[int]:
     """Queue again the deliveries of `post` that failed or need attention (the user's Retry).
 

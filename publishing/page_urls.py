@@ -10,5 +10,6 @@ urlpatterns = [
     path("posts/<int:post_id>", views.post_page, name="post_page"),
     path("posts/<int:post_id>/status", views.post_status, name="post_status"),
     path("posts/<int:post_id>/retry", views.post_retry, name="post_retry"),
+    path("posts/<int:post_id>/published/<str:platform>", views.post_mark_published, name="post_mark_published"),
     path("api/posts/validate", views.validate, name="api_posts_validate"),
 ]

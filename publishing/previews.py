@@ -76,11 +76,20 @@ def _mastodon_spans(text: str) -> list[tuple[int, int, str, str]]:
     return sorted(spans)
 
 
+def _caption_spans(text: str) -> list[tuple[int, int, str, str]]:
+    """Instagram captions: @usernames and #hashtags are marked (the counters' own rules in
+    publishing/text.py), a URL is plain text."""
+    spans = [(m.start(), m.end(), MENTION, m.group()) for m in counting.MENTION.finditer(text)]
+    spans += [(m.start(), m.end(), TAG, m.group()) for m in counting.HASHTAG.finditer(text)]
+    return sorted(spans)
+
+
 MARKINGS = {
     "facets": _facet_spans,
     "links": _facet_spans,  # a feed that links what looks like a link, a mention or a tag
     "mastodon": _mastodon_spans,
     "plain": lambda text: [],
+    "tags": lambda text: _caption_spans(text),
 }
 
 

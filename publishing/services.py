@@ -110,6 +110,22 @@ def retry_post(*, post: Post) -> list[int]:
     return ids
 
 
+def mark_published(*, post: Post, platform: str, url: str = "") -> bool:
+    """Record that a delivery needing attention did reach the platform (the user checked).
+
+    `url`, when given, must be an http(s) link (it is shown as the post's link); False when that
+    account's delivery is not waiting for the user's answer.
+    """
+    from platforms.documents import web_url
+
+    from .delivery import mark_published as mark
+
+    link = web_url(url.strip()[:500]) if url else ""
+    if url and not link:
+        raise ValueError("The link to the post must start with https:// or http://.")
+    return mark(post=post, platform=platform, url=link)
+
+
 # -- media -------------------------------------------------------------------------------------------
 def store_media(*, user, upload, alt: str = "") -> MediaFile:
     """Check an upload by its content, strip its metadata, store it under a random name.

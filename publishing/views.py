@@ -90,6 +90,22 @@ def post_retry(request, post_id):
 
 
 @login_required
+@require_POST
+def post_mark_published(request, post_id, platform):
+    post = composer.own_post(request.user, post_id) or _missing()
+    try:
+        marked = services.mark_published(post=post, platform=platform, url=request.POST.get("url", ""))
+    except ValueError as exc:
+        messages.error(request, str(exc))
+    else:
+        if marked:
+            messages.success(request, "Marked as published.")
+        else:
+            messages.error(request, "Only an account whose post needs attention can be marked as published.")
+    return redirect("post_page", post.pk)
+
+
+@login_required
 @require_GET
 def media_file(request, media_id):
     """The user's own uploaded image, for the composer's and post page's previews."""

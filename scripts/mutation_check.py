@@ -432,6 +432,8 @@ MUTATIONS = [
      'threads=threads or (1 if batch else DEFAULT_THREADS),', 'threads=1,'),
     ('14 worker: finishes what is in flight', 'publishing/management/commands/worker.py',
      '            for thread in pool:\n                thread.join()', '            pass'),
+    ('14 only a delivery needing attention is marked published', 'publishing/delivery.py',
+     'filter(post=post, platform=platform, status=Status.NEEDS_ATTENTION).update(', 'filter(post=post, platform=platform).update('),
     ("14 media: our pixel limit", "publishing/media.py", "if width * height > limits.max_pixels:", "if False:"),
     ("14 media: content decides the type", "publishing/media.py",
      "return Image.open(io.BytesIO(data), formats=list(MIME_TYPES))", "return Image.open(io.BytesIO(data))"),

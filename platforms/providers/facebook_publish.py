@@ -18,7 +18,7 @@ from functools import cached_property
 from django.conf import settings
 
 from publishing import signed_media
-from publishing.interface import Handle, Outgoing, Published, Publisher, Rules, TextLimit
+from publishing.interface import Handle, Outgoing, Preview, Published, Publisher, Rules, TextLimit
 
 from .instagram_publish import InstagramPublisher
 from .meta_publish import Graph, object_id
@@ -41,6 +41,8 @@ def first_link(message: str) -> str | None:
 
 
 class FacebookPublishing(Publisher):
+    # A Page post shows about 480 characters before "See more"; photos keep their own shape.
+    publish_preview = Preview(marking="links", image_ratio=None, see_more_after=480)
     publish_rules = Rules(
         text_limits=(TextLimit("code_points", MAX_TEXT),),
         max_images=MAX_PHOTOS,

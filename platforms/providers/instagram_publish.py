@@ -19,7 +19,7 @@ FINISHED means it did not, and the same container is published. A container is n
 for one delivery unless Meta expired the first unpublished.
 """
 from publishing import signed_media
-from publishing.interface import ContentRejected, Handle, LinkedPublisher, Outgoing, Published, Rules, TextLimit
+from publishing.interface import ContentRejected, Handle, LinkedPublisher, Outgoing, Preview, Published, Rules, TextLimit
 
 from .meta_publish import ContainerExpired, Graph, check_quota, object_id, permalink, wait_for_container
 
@@ -32,6 +32,9 @@ def profile_url(doc: dict) -> str:
 
 
 class InstagramPublisher(LinkedPublisher):
+    # The feed crops to at most 4:5 and cuts a caption after about 125 characters ("… more");
+    # captions link nothing, only mentions and hashtags are marked.
+    publish_preview = Preview(marking="tags", image_ratio=(4, 5), see_more_after=125)
     name = "instagram"
     label = "Instagram"
     publish_rules = Rules(

@@ -15,7 +15,7 @@ threads_publish, and a retry looks at that container (PUBLISHED: done; FINISHED:
 from django.conf import settings
 
 from publishing import signed_media
-from publishing.interface import Handle, Outgoing, Published, Publisher, Rules, TextLimit
+from publishing.interface import Handle, Outgoing, Preview, Published, Publisher, Rules, TextLimit
 
 from .meta_publish import ContainerExpired, Graph, check_quota, object_id, permalink, wait_for_container
 
@@ -28,6 +28,8 @@ def profile_url(doc: dict) -> str:
 
 
 class ThreadsPublishing(Publisher):
+    # Threads shows all 500 characters, links and tags marked, images in their own shape.
+    publish_preview = Preview(marking="links", image_ratio=None)
     publish_rules = Rules(
         text_limits=(TextLimit("threads", 500),),
         max_images=20,  # a carousel takes 2-20; Hayon's composer offers 4

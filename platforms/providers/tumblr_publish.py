@@ -22,7 +22,7 @@ from django.conf import settings
 from urllib3.exceptions import ConnectTimeoutError
 
 from publishing import media
-from publishing.interface import ContentRejected, Handle, NotAccepted, Outgoing, Published, Publisher, Rules, TextLimit
+from publishing.interface import ContentRejected, Handle, NotAccepted, Outgoing, Preview, Published, Publisher, Rules, TextLimit
 
 from .. import http
 from ..errors import Kind, PlatformError
@@ -40,6 +40,8 @@ UPLOAD_SECONDS = 60.0
 
 
 class TumblrPublishing(Publisher):
+    # An NPF text block is shown as typed (Tumblr links nothing in it); images at their own shape.
+    publish_preview = Preview(marking="plain", image_ratio=None)
     # ⚠ Hayon counts the whole text against one block's limit: each line becomes its own text
     # block, so this never lets through a post Tumblr would refuse, at the cost of refusing a long
     # multi-paragraph text Tumblr would take.

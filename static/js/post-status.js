@@ -27,6 +27,7 @@
       show(row.querySelector("[data-link]"), target.url, (url) => row.querySelector("[data-link]").setAttribute("href", url));
       show(row.querySelector("[data-error]"), target.error, (text) => { row.querySelector("[data-error]").textContent = text; });
       show(row.querySelector("[data-reconnect]"), target.reconnect, (url) => row.querySelector("[data-reconnect]").setAttribute("href", url));
+      row.querySelector("[data-mark]").hidden = target.status !== "needs_attention";  // the user's answer
     }
     retry.hidden = !state.retryable;
   };

@@ -354,7 +354,67 @@ def test_a_linked_account_is_listed_with_its_own_rules_and_reconnects_through_it
     assert 'id="target-facebook"' in html and 'id="target-instagram"' in html
     data = validate(signed_in, {"text": "Words only", "targets": ["instagram"]}).json()["data"]
     assert [p["rule"] for p in data["problems"]] == ["media_required"] and data["previews"]["instagram"]["limit"] == 2200
+    # Instagram's own preview: 4:5 crop, hashtags and mentions marked but no link, "more" after ~125.
+    caption = "Shop at https://example.com with @hayon #launch " + "words " * 30
+    shown = validate(signed_in, {"text": caption, "targets": ["instagram"]}).json()["data"]["previews"]["instagram"]
+    assert shown["imageRatio"] == "4 / 5" and shown["seeMore"] is True
+    assert [(s["kind"], s["text"]) for s in shown["segments"] if s["kind"] != "text"] == [
+        ("mention", "@hayon"), ("tag", "#launch")]
     set_health(user, "instagram", status="expired", needsReconnection=True, reason="The Page token expired.")
     html = signed_in.get("/compose").content.decode()
     assert re.search(r'id="target-instagram"[^>]*disabled', html)
     assert 'href="/settings#platform-facebook">Reconnect Instagram</a>' in html
+
+
+# -- needs attention: the user's answer --------------------------------------------------------------
+def needs_attention(post):
+    Delivery.objects.filter(post=post).update(status=Status.NEEDS_ATTENTION, error="Check the account.")
+
+
+@pytest.mark.django_db
+def test_a_post_that_needs_attention_can_be_marked_published_with_its_link(a_post, signed_in):
+    needs_attention(a_post)
+    page = signed_in.get(f"/posts/{a_post.pk}").content.decode()
+    assert "It is there: mark as published" in page
+    response = signed_in.post(f"/posts/{a_post.pk}/published/bluesky", {"url": "https://bsky.app/profile/a/post/1"},
+                              follow=True)
+    delivery = Delivery.objects.get()
+    assert delivery.status == Status.PUBLISHED and delivery.url == "https://bsky.app/profile/a/post/1"
+    assert delivery.published_at is not None and delivery.error == ""
+    assert "Marked as published." in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_only_a_delivery_needing_attention_can_be_marked(a_post, signed_in):
+    Delivery.objects.update(status=Status.FAILED, error="Bluesky refused the post.")
+    response = signed_in.post(f"/posts/{a_post.pk}/published/bluesky", follow=True)
+    assert Delivery.objects.get().status == Status.FAILED
+    assert "Only an account whose post needs attention" in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_a_link_that_is_not_http_is_refused_and_nothing_changes(a_post, signed_in):
+    needs_attention(a_post)
+    response = signed_in.post(f"/posts/{a_post.pk}/published/bluesky", {"url": "javascript:alert(1)"}, follow=True)
+    assert Delivery.objects.get().status == Status.NEEDS_ATTENTION
+    assert "must start with https://" in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_another_user_cannot_mark_a_post(a_post, other_user, api):
+    needs_attention(a_post)
+    mallory = Client()
+    mallory.force_login(other_user)
+    assert mallory.post(f"/posts/{a_post.pk}/published/bluesky").status_code == 404
+    assert Delivery.objects.get().status == Status.NEEDS_ATTENTION
+
+
+@pytest.mark.django_db
+def test_scripts_mark_published_through_the_api(a_post, api):
+    needs_attention(a_post)
+    path = f"/api/posts/{a_post.pk}/targets/bluesky/published"
+    response = api.post(path, data=json.dumps({"url": "https://bsky.app/profile/a/post/2"}), content_type="application/json")
+    assert response.status_code == 200
+    assert response.json()["data"]["targets"][0]["status"] == "published"
+    again = api.post(path, data="{}", content_type="application/json")
+    assert again.status_code == 409 and again.json()["success"] is False
