@@ -16,20 +16,11 @@ from platforms import hosts, http
 from platforms.errors import FlowError, Kind, PlatformError
 
 from .fakes import hostile
+from .test_http_limits import CLIENTS
 
 PUBLIC = "93.184.216.34"
 
 
-def get_with_requests(url):
-    return http.session().get(url)
-
-
-def get_with_httpx(url):
-    with http.httpx_client() as client:
-        return client.get(url)
-
-
-CLIENTS = [pytest.param(get_with_requests, id="requests"), pytest.param(get_with_httpx, id="httpx")]
 
 
 @pytest.fixture

@@ -3,16 +3,13 @@
 over-long text by its own rule. What the server holds is read back."""
 import io
 import json
-from datetime import timedelta
 from urllib.parse import urlsplit
 
 import pytest
 import requests
 from django.conf import settings
-from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.utils import timezone
-from django_tasks_db.models import DBTaskResult
 from PIL import Image
 
 from accounts.models import ApiToken
@@ -21,6 +18,7 @@ from publishing.models import Delivery, Status
 
 from ..fakes.mastodon import FakeMastodon
 from ..fakes.server import Reply
+from .helpers import make_due, png, target, upload
 
 pytestmark = pytest.mark.django_db(transaction=True)
 URL_100 = "https://example.com/" + "a" * 80  # 100 characters: Mastodon counts it as 23 (or the server's own)
@@ -54,29 +52,6 @@ def connect(user, fake) -> Client:
 def publish(api, text: str, media=(), **extra):
     body = {"text": text, "targets": ["mastodon"], "media": list(media), **extra}
     return api.post("/api/posts", data=json.dumps(body), content_type="application/json")
-
-
-def png(width=40, height=30) -> bytes:
-    out = io.BytesIO()
-    Image.new("RGB", (width, height), (20, 120, 200)).save(out, format="PNG")
-    return out.getvalue()
-
-
-def upload(api, data: bytes, alt: str) -> int:
-    response = api.post("/api/media", {"file": SimpleUploadedFile("p.png", data, content_type="image/png"), "alt": alt})
-    assert response.status_code == 201, response.content
-    return response.json()["data"]["id"]
-
-
-def target(api, post_id) -> dict:
-    return api.get(f"/api/posts/{post_id}").json()["data"]["targets"][0]
-
-
-def make_due() -> None:
-    """Skip the back-off: the retry is due now (what time would do)."""
-    past = timezone.now() - timedelta(seconds=1)
-    Delivery.objects.update(next_attempt_at=past)
-    DBTaskResult.objects.filter(status="READY").update(run_after=past)
 
 
 def calls(fake, method: str, prefix: str) -> list:

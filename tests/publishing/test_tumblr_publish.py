@@ -4,14 +4,11 @@ with uploaded media. Tumblr has no idempotency: an unknown outcome is left to th
 import io
 import json
 import socket
-from datetime import timedelta
 
 import pytest
 from django.conf import settings
-from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.utils import timezone
-from django_tasks_db.models import DBTaskResult
 from PIL import Image
 
 from accounts.models import ApiToken
@@ -21,6 +18,7 @@ from publishing.models import Delivery, Status
 from ..fakes.platforms import FakeTumblr
 from ..fakes.server import Reply
 from ..fixtures.consent import point_at_fakes, through_consent  # noqa: F401 (fixture)
+from .helpers import make_due, png, target, upload
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -45,28 +43,6 @@ def publish(api, django_capture_on_commit_callbacks):
                             content_type="application/json")
 
     return send
-
-
-def png(width=40, height=30) -> bytes:
-    out = io.BytesIO()
-    Image.new("RGB", (width, height), (200, 60, 20)).save(out, format="PNG")
-    return out.getvalue()
-
-
-def upload(api, data: bytes, alt: str) -> int:
-    response = api.post("/api/media", {"file": SimpleUploadedFile("p.png", data, content_type="image/png"), "alt": alt})
-    assert response.status_code == 201, response.content
-    return response.json()["data"]["id"]
-
-
-def target(api, post_id) -> dict:
-    return api.get(f"/api/posts/{post_id}").json()["data"]["targets"][0]
-
-
-def make_due() -> None:
-    past = timezone.now() - timedelta(seconds=1)
-    Delivery.objects.update(next_attempt_at=past)
-    DBTaskResult.objects.filter(status="READY").update(run_after=past)
 
 
 def test_text_and_images_with_alt_text_reach_the_chosen_blog(api, tumblr, publish, run_worker):
