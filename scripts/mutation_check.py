@@ -459,9 +459,14 @@ def _pytest(*args: str, tests=TESTS) -> subprocess.CompletedProcess:
 
 
 def _ids(output: str, outcome: str) -> list[str]:
-    """Test ids pytest reported with `outcome` (PASSED, FAILED, ERROR) in its -r summary."""
+    """Test ids pytest reported with `outcome` (PASSED, FAILED, ERROR) in its -r summary.
+
+    Only lines naming a test (`path.py::name`): a captured log line such as
+    "ERROR    django.request:..." starts the same way and is not a test's outcome.
+    """
     prefix = f"{outcome} "
-    return [line[len(prefix):].split(" - ")[0] for line in output.splitlines() if line.startswith(prefix)]
+    found = (line[len(prefix):].split(" - ")[0] for line in output.splitlines() if line.startswith(prefix))
+    return [test for test in found if ".py" in test.split("::")[0] and not test.startswith(" ")]
 
 
 def baseline() -> set[str] | None:
