@@ -166,6 +166,15 @@ def test_mastodon_state_fails_at_the_facebook_callback(signed_in, user):
 
 
 @responses.activate
+def test_threads_state_fails_at_the_facebook_callback(signed_in, user):
+    """Case 16 where only the platform binding can refuse: neither flow has a per-server redirect URI."""
+    state = query_of(start(signed_in, "threads"))["state"]
+    response = callback(signed_in, "facebook", code="SENTINEL-7f3a9c-code", state=state)
+    assert response["Location"] == "/settings?error=invalid_state"
+    assert not any("facebook.com" in c.request.url for c in responses.calls) and doc(user) == {}
+
+
+@responses.activate
 def test_facebook_and_mastodon_flows_finished_in_reverse_order(signed_in, user):
     """Case 8."""
     serve(responses)

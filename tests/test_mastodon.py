@@ -238,6 +238,7 @@ def test_a_failed_code_exchange_says_so_and_keeps_the_connection(signed_in, user
     assert response["Location"] == "/settings?error=platform_error"
     page = signed_in.get(response["Location"]).content.decode()
     assert "Mastodon" in page and "flash error" in page
+    assert "unexpected problem" not in page  # Hayon read the reply and says what was wrong with it
     assert stored(user) == before
 
 

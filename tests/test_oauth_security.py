@@ -13,7 +13,7 @@ from platforms.models import PendingFlow
 from platforms.services import account_for
 
 from .conftest import SENTINEL, seed_connection
-from .oauth_helpers import callback, query_of, start
+from .oauth_helpers import callback, query_of, redirect_path, start
 from .test_mastodon import S, serve_server
 
 pytestmark = pytest.mark.django_db
@@ -149,7 +149,8 @@ def test_bad_state_is_refused_without_any_outbound_call(signed_in, params):
 def test_repeated_state_parameter_is_refused(signed_in):
     serve_server(responses)
     state = query_of(start(signed_in, "mastodon", instance="social.example"))["state"]
-    response = signed_in.get(f"/api/platform/mastodon/callback?code=c&state={state}&state={state}")
+    # At the flow's own redirect URI, so that nothing but the repeated parameter can refuse it.
+    response = signed_in.get(f"{redirect_path('mastodon', state)}?code=c&state={state}&state={state}")
     assert response["Location"] == "/settings?error=invalid_state" and token_calls() == []
 
 

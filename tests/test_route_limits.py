@@ -101,3 +101,12 @@ def test_an_unexpected_failure_on_the_settings_page_is_a_message(signed_in, monk
     response = signed_in.post("/settings/mastodon/refresh", follow=True)
     assert response.status_code == 200
     assert b"Hayon hit an unexpected problem with Mastodon" in response.content
+
+
+def test_a_get_cannot_disconnect_from_the_settings_page(signed_in, user):
+    """Case 24: the browser's Disconnect is a POST with CSRF; a GET (a link, an image) does nothing."""
+    from .conftest import seed_connection
+
+    seed_connection(user, "mastodon", handle="me", identifiers={"instanceUrl": "https://social.example"})
+    assert signed_in.get("/settings/mastodon/disconnect").status_code == 405
+    assert services.account_for(user).document("mastodon")["connected"] is True

@@ -48,6 +48,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
     DATABASES["default"]["TEST"] = {  # noqa: F405
         "NAME": os.path.join(tempfile.gettempdir(), f"hayon-test-{os.getpid()}.sqlite3")
     }
+else:
+    # One test database per run, as for SQLite: a test that runs pytest again in a fresh process
+    # (the worker's fork tests) would otherwise create and drop the very database this run uses.
+    import os
+
+    DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}_{os.getpid()}"}  # noqa: F405
 
 # As in production, plus http images: the fake platforms and the local PDS serve avatars over http.
 _directives = CONTENT_SECURITY_POLICY["DIRECTIVES"]  # noqa: F405
