@@ -14,6 +14,15 @@ from .identity import lookalike_digest, mixes_scripts
 TOKEN_PREFIX = "hayon_"
 
 
+def validate_time_zone(name: str) -> None:
+    from publishing.scheduling import ScheduleError, zone
+
+    try:
+        zone(name)
+    except ScheduleError as exc:
+        raise ValidationError(str(exc), code="time_zone") from None
+
+
 class User(AbstractUser):
     """Hayon's user. Custom from the first migration so it can grow without a painful swap."""
 
@@ -25,6 +34,8 @@ class User(AbstractUser):
     # can hold look-alike names (`аdmin` in Cyrillic beside `admin`). Null only for look-alikes
     # that existed before this check (migration 0002 keeps the older name's).
     username_skeleton = models.CharField(max_length=64, unique=True, null=True, editable=False)
+    # The user's IANA time zone (scheduling shows and reads local times in it; stored times are UTC).
+    time_zone = models.CharField(max_length=64, default="UTC", validators=[validate_time_zone])
 
     def clean(self):
         super().clean()  # NFKC-normalises the username

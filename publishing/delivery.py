@@ -23,7 +23,7 @@ from django.utils import timezone
 from platforms import providers
 from platforms.errors import Kind, PlatformError
 
-from . import credentials
+from . import credentials, scheduling
 from .interface import TRANSIENT, ContentRejected, Handle, NotAccepted, Outgoing, OutgoingMedia, Published, publisher_for, publishing_target
 from .models import Delivery, Status
 
@@ -39,6 +39,7 @@ class Claim:
     delivery: Delivery
     token: str
     lapsed: bool  # taken over from a worker whose lease ran out (it may have reached the platform)
+    scheduled: bool = False  # taken from `scheduled` at its time: the late-grace rule applies
 
 
 def lease_length() -> timedelta:
@@ -53,21 +54,24 @@ def claimable(now) -> Q:
     """Deliveries a worker may take now: due in the queue, or publishing with a lapsed lease."""
     due = Q(status=Status.QUEUED) & (Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
     lapsed = Q(status=Status.PUBLISHING, lease_until__lt=now)
-    return due | lapsed
+    scheduled = Q(status=Status.SCHEDULED, next_attempt_at__lte=now)  # next_attempt_at: the post's time
+    return due | lapsed | scheduled
 
 
-def claim(delivery_id: int) -> Claim | None:
+def claim(delivery_id: int, *, version: int | None = None) -> Claim | None:
     """Take the delivery with a lease, or None when it is not due or another worker holds it.
 
     A compare-and-swap on (status, lease_token): of two workers that read the same row, only the
-    first UPDATE matches, and the second finds its row changed.
+    first UPDATE matches, and the second finds its row changed. `version`: the post's version the
+    task was queued for; a post edited since then is left to the task its edit queued.
     """
     now = timezone.now()
-    current = Delivery.objects.filter(claimable(now), pk=delivery_id).first()
+    same_version = Q() if version is None else Q(post__version=version)
+    current = Delivery.objects.filter(claimable(now), same_version, pk=delivery_id).first()
     if current is None:
         return None
     token = secrets.token_hex(16)
-    unchanged = Q(pk=delivery_id, status=current.status, lease_token=current.lease_token) & claimable(now)
+    unchanged = Q(pk=delivery_id, status=current.status, lease_token=current.lease_token) & claimable(now) & same_version
     taken = Delivery.objects.filter(unchanged).update(
         status=Status.PUBLISHING, lease_token=token, lease_until=now + lease_length(),
         attempts=F("attempts") + 1, updated_at=now,
@@ -75,14 +79,16 @@ def claim(delivery_id: int) -> Claim | None:
     if not taken:
         return None
     return Claim(Delivery.objects.select_related("post", "post__user").get(pk=delivery_id), token,
-                 lapsed=current.status == Status.PUBLISHING)
+                 lapsed=current.status == Status.PUBLISHING, scheduled=current.status == Status.SCHEDULED)
 
 
-def run(delivery_id: int) -> str:
+def run(delivery_id: int, *, version: int | None = None) -> str:
     """One attempt at one delivery (what the task runs). Returns the status it left, or "skipped"."""
-    taken = claim(delivery_id)
+    taken = claim(delivery_id, version=version)
     if taken is None:
         return "skipped"
+    if taken.scheduled and not _on_time(taken):
+        return _finish(taken, Status.MISSED, error=_missed_reason(taken))
     delivery = taken.delivery
     provider = publishing_target(delivery.platform)  # a provider, or one for a linked document (Instagram)
     publisher = publisher_for(provider) if provider else None
@@ -94,6 +100,24 @@ def run(delivery_id: int) -> str:
         return _finish(taken, Status.FAILED, error=f"{provider.label}: Hayon gave up after {max_attempts()} attempts.")
     handle = _handle(taken, publisher)
     return _attempt(taken, provider, publisher, handle)
+
+
+def _on_time(taken: Claim) -> bool:
+    """The outage rule: within HAYON_LATE_GRACE it goes out and records how late; later it is missed."""
+    late = scheduling.lateness(scheduled_at=taken.delivery.post.scheduled_at or timezone.now(), now=timezone.now(),
+                               grace=scheduling.late_grace())
+    if late.missed:
+        return False
+    Delivery.objects.filter(pk=taken.delivery.pk, lease_token=taken.token).update(late_seconds=late.seconds)
+    taken.delivery.late_seconds = late.seconds
+    return True
+
+
+def _missed_reason(taken: Claim) -> str:
+    minutes = int((timezone.now() - taken.delivery.post.scheduled_at).total_seconds() // 60)
+    grace = int(scheduling.late_grace().total_seconds() // 60)
+    return (f"Not sent: Hayon was not running at the scheduled time and it is now {minutes} minutes late "
+            f"(more than {grace}). Publish it now, choose a new time, or cancel it.")
 
 
 def _handle(taken: Claim, publisher) -> Handle:
@@ -231,7 +255,10 @@ def stalled(now=None) -> list[int]:
     overdue = Q(status=Status.QUEUED) & (Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now - STALE_QUEUE)) & (
         Q(enqueued_at__isnull=True) | Q(enqueued_at__lte=now - STALE_QUEUE)
     )
-    return list(Delivery.objects.filter(gone | overdue).values_list("pk", flat=True)[:500])
+    # A scheduled delivery past its time whose task is gone (the late-grace rule then decides).
+    scheduled = Q(status=Status.SCHEDULED, next_attempt_at__lte=now - STALE_QUEUE) & (
+        Q(enqueued_at__isnull=True) | Q(enqueued_at__lte=now - STALE_QUEUE))
+    return list(Delivery.objects.filter(gone | overdue | scheduled).values_list("pk", flat=True)[:500])
 
 
 def mark_published(*, post, platform: str, url: str = "") -> bool:

@@ -46,6 +46,9 @@ class Rules:
     max_alt_chars: int | None = None  # counted in graphemes
     # Per counting rule, its options: {"mastodon": {"characters_reserved_per_url": 23}}.
     counting_options: dict[str, dict] = field(default_factory=dict)
+    # Posts the platform takes per account in a moving 24 hours, when it has such a quota: a
+    # schedule that would go over it is warned about when it is made (publishing/scheduling.py).
+    daily_posts: int | None = None
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,8 @@ class Post(models.Model):
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     # Goes up on every edit (scheduling, issue 15): a worker publishes only the version it read.
     version = models.PositiveIntegerField(default=1)
+    # When a scheduled post goes out (UTC); null for a post sent at once (issue 15).
+    scheduled_at = models.DateTimeField(null=True, blank=True, db_index=True)
     # An API client's Idempotency-Key, with a hash of the request it came with: the same key and
     # body within 24 hours answers with this post instead of making a second one.
     idempotency_key = models.CharField(max_length=255, blank=True)
@@ -111,6 +113,8 @@ class Delivery(models.Model):
     error = models.TextField(blank=True)  # readable: what happened and what to do
     error_kind = models.CharField(max_length=30, blank=True)  # e.g. "reconnect", for the page's link
     published_at = models.DateTimeField(null=True, blank=True)
+    # A scheduled delivery that started late (after an outage, within HAYON_LATE_GRACE): by how much.
+    late_seconds = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

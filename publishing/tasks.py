@@ -9,19 +9,26 @@ from .models import Delivery
 
 
 @task()
-def deliver(delivery_id: int) -> str:
-    """One attempt at one delivery; a second task for the same delivery finds nothing to do."""
-    return delivery.run(delivery_id)
+def deliver(delivery_id: int, version: int | None = None) -> str:
+    """One attempt at one delivery; a second task for the same delivery finds nothing to do.
+
+    `version`: set for a scheduled post; a task queued before an edit does nothing (the edit
+    queued its own), so the old text is never published.
+    """
+    return delivery.run(delivery_id, version=version)
 
 
-def enqueue_deliveries(ids: list[int], *, run_after=None) -> None:
+def enqueue_deliveries(ids: list[int], *, run_after=None, version: int | None = None) -> None:
     """Queue a task per delivery (after the current transaction commits, so the worker finds the rows)."""
 
     def send():
         Delivery.objects.filter(pk__in=ids).update(enqueued_at=timezone.now())
         runner = deliver.using(run_after=run_after) if run_after else deliver
         for delivery_id in ids:
-            runner.enqueue(delivery_id)
+            if version is None:
+                runner.enqueue(delivery_id)
+            else:
+                runner.enqueue(delivery_id, version=version)
 
     transaction.on_commit(send)
 

@@ -165,6 +165,8 @@ MEDIA_URL = "media/"  # never served as is: pages and platforms get signed, expi
 # Longer than the slowest attempt: a few uploads and a post, each bounded by HAYON_HTTP_TIMEOUT.
 HAYON_PUBLISH_LEASE_SECONDS = env.int("HAYON_PUBLISH_LEASE_SECONDS", default=300)
 HAYON_PUBLISH_MAX_ATTEMPTS = env.int("HAYON_PUBLISH_MAX_ATTEMPTS", default=5)
+# Scheduled posts (issue 15): minutes late a delivery may still go out after an outage; later, it is `missed`.
+HAYON_LATE_GRACE = env.int("HAYON_LATE_GRACE", default=60)
 # Threads, Instagram and Facebook photos are fetched by Meta from PUBLIC_URL/media/s/<signed token>:
 # how long such a link works, and how Meta's media containers are waited for.
 HAYON_SIGNED_MEDIA_SECONDS = env.int("HAYON_SIGNED_MEDIA_SECONDS", default=3600)

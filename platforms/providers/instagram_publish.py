@@ -47,6 +47,9 @@ class InstagramPublisher(LinkedPublisher):
         max_images=CAROUSEL_MAX,
         # Any stored type: Hayon sends a JPEG copy (Instagram takes JPEG only).
         image_types=("image/jpeg", "image/png", "image/webp", "image/gif"),
+        # "can only publish 50 posts within a 24 hour moving period" (reference/ig-user/media_publish,
+        # Jan 2025); the real figure is read at publish time (meta_publish.check_quota).
+        daily_posts=50,
     )
     publish_idempotent = True  # the container id is stored before media_publish
 

@@ -34,6 +34,7 @@ class ThreadsPublishing(Publisher):
         text_limits=(TextLimit("threads", 500),),
         max_images=20,  # a carousel takes 2-20; Hayon's composer offers 4
         image_types=("image/jpeg", "image/png", "image/webp", "image/gif"),
+        daily_posts=250,  # threads_publishing_limit: 250 posts per 24 hours
     )
     publish_idempotent = True  # the container id is stored before threads_publish
 
