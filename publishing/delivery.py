@@ -20,7 +20,6 @@ from django.conf import settings
 from django.db.models import F, Q
 from django.utils import timezone
 
-from platforms import providers
 from platforms.errors import Kind, PlatformError
 
 from . import credentials, scheduling

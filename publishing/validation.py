@@ -6,8 +6,6 @@ characters"), in the API's shape {target, rule, message, limit, actual}.
 """
 from dataclasses import asdict, dataclass
 
-from platforms import providers
-
 from . import text as counting
 from .credentials import connection_problem
 from .interface import Rules, publisher_for, publishing_target

@@ -15,7 +15,6 @@ import hashlib
 import json
 import logging
 import secrets
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from urllib.parse import urlencode, urlsplit
 
